@@ -1,0 +1,727 @@
+-- The Lua half of the event loop: nextTick and microtask queues, timers,
+-- immediates, the protected entry C calls through, uncaught errors, promise
+-- rejection tracking and luvd-managed coroutines.
+--
+-- Orders follow Node's lib/internal/timers.js and lib/internal/process/
+-- task_queues.js: ticks drain before microtasks, both drain after every
+-- callback C makes; timers are kept in one FIFO list per duration, the lists
+-- in a binary heap by expiry (then by list id); immediates queued while the
+-- check phase runs wait for the next iteration.
+
+local ffi = require "ffi"
+local core = require "luvd.core"
+
+ffi.cdef [[
+typedef struct luvd_runtime_s luvd_runtime_t;
+double luvd_now(luvd_runtime_t *rt);
+double luvd_hrtime_ms(void);
+void luvd_update_time(luvd_runtime_t *rt);
+void luvd_timer_schedule(luvd_runtime_t *rt, double ms);
+void luvd_timer_stop(luvd_runtime_t *rt);
+void luvd_timer_ref(luvd_runtime_t *rt, int ref);
+void luvd_immediate_count(luvd_runtime_t *rt, int count, int refed);
+]]
+
+local C = ffi.C
+local rt = ffi.cast("luvd_runtime_t *", core.runtime)
+local xpcall, type, select, error, tostring = xpcall, type, select, error, tostring
+local unpack, max, floor = unpack, math.max, math.floor
+local co_create, co_resume, co_yield, co_running, co_status =
+    coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
+local traceback = debug.traceback
+
+local M = {}
+M.rt = rt
+M.C = C
+
+local function pack(...)
+    return { n = select("#", ...), ... }
+end
+M.pack = pack
+
+-- Argument checks shared by the globals ------------------------------------
+
+local function argerror(fname, i, name, expected, got)
+    error(("%s: bad argument #%d '%s' (%s expected, got %s)"):format(
+        fname, i, name, expected, type(got)), 3)
+end
+M.argerror = argerror
+
+-- Errors -------------------------------------------------------------------
+
+-- The traceback of the last error caught by on_error, keyed by the value:
+-- strings cannot be weak keys, so only the latest is kept.
+local last_err, last_tb = nil, nil
+
+local function on_error(e)
+    last_err = e
+    local msg = e
+    if type(e) ~= "string" then
+        local ok, s = pcall(tostring, e)
+        msg = ok and s or "(error object)"
+    end
+    last_tb = traceback(msg, 2)
+    return e
+end
+M.on_error = on_error
+
+function M.traceback(e)
+    if rawequal(e, last_err) then return last_tb end
+    return nil
+end
+
+-- Set by luvd.runtime once `process` exists.
+local fatal -- function(err, tb, origin)
+function M.set_fatal(fn) fatal = fn end
+
+local function uncaught(err, origin)
+    local tb = M.traceback(err)
+    fatal(err, tb, origin or "uncaughtException")
+end
+M.uncaught = uncaught
+
+-- nextTick and microtasks ---------------------------------------------------
+
+local tick_fn, tick_args = {}, {}
+local tick_head, tick_tail = 1, 1
+local mt_fn, mt_a, mt_b = {}, {}, {}
+local mt_head, mt_tail = 1, 1
+local process_rejections -- defined below
+
+function M.next_tick(fn, ...)
+    if type(fn) ~= "function" then argerror("process.nextTick", 1, "callback", "function", fn) end
+    local i = tick_tail
+    tick_fn[i] = fn
+    if select("#", ...) > 0 then tick_args[i] = pack(...) end
+    tick_tail = i + 1
+end
+
+function M.microtask(fn, a, b)
+    local i = mt_tail
+    mt_fn[i], mt_a[i], mt_b[i] = fn, a, b
+    mt_tail = i + 1
+end
+
+function M.queue_microtask(fn)
+    if type(fn) ~= "function" then argerror("queueMicrotask", 1, "callback", "function", fn) end
+    local i = mt_tail
+    mt_fn[i] = fn
+    mt_tail = i + 1
+end
+
+-- Unprotected loops run inside one xpcall; an error leaves the failing item
+-- dequeued, is reported, and the loop is entered again.
+local function run_ticks_raw()
+    while tick_head < tick_tail do
+        local i = tick_head
+        local fn, args = tick_fn[i], tick_args[i]
+        tick_fn[i], tick_args[i] = nil, nil
+        tick_head = i + 1
+        if args then fn(unpack(args, 1, args.n)) else fn() end
+    end
+    tick_head, tick_tail = 1, 1
+end
+
+local function run_microtasks_raw()
+    while mt_head < mt_tail do
+        local i = mt_head
+        local fn, a, b = mt_fn[i], mt_a[i], mt_b[i]
+        mt_fn[i], mt_a[i], mt_b[i] = nil, nil, nil
+        mt_head = i + 1
+        fn(a, b)
+    end
+    mt_head, mt_tail = 1, 1
+end
+
+local function run_microtasks()
+    while mt_head < mt_tail do
+        local ok, err = xpcall(run_microtasks_raw, on_error)
+        if not ok then uncaught(err) end
+    end
+end
+
+-- processTicksAndRejections
+local function drain()
+    repeat
+        while tick_head < tick_tail do
+            local ok, err = xpcall(run_ticks_raw, on_error)
+            if not ok then uncaught(err) end
+        end
+        run_microtasks()
+    until tick_head == tick_tail and not process_rejections()
+end
+M.drain = drain
+
+-- runNextTicks: between timers and between immediates.
+local function run_next_ticks()
+    if tick_head == tick_tail and not M.rejections_pending then
+        if mt_head < mt_tail then run_microtasks() end
+        if tick_head == tick_tail and not M.rejections_pending then return end
+    end
+    drain()
+end
+
+function M.has_pending()
+    return tick_head < tick_tail or mt_head < mt_tail
+end
+
+-- The protected entry C calls for every callback: run it, then drain.
+function M.entry(fn, ...)
+    local ok, err = xpcall(fn, on_error, ...)
+    if not ok then uncaught(err) end
+    if tick_head < tick_tail or mt_head < mt_tail or M.rejections_pending then drain() end
+end
+
+-- Promise rejection tracking (lib/internal/process/promises.js) -------------
+
+local maybe_unhandled = setmetatable({}, { __mode = "k" }) -- promise -> info
+local pending_rej, pending_head, pending_tail = {}, 1, 1
+M.rejections_pending = false
+
+function M.rejection_unhandled(promise, reason)
+    maybe_unhandled[promise] = { reason = reason, warned = false, tb = M.traceback(reason) }
+    pending_rej[pending_tail] = promise
+    pending_tail = pending_tail + 1
+    M.rejections_pending = true
+end
+
+local on_rejection -- function(promise, info) set by runtime; on_handled(promise)
+local on_rejection_handled
+function M.set_rejection_handlers(unhandled, handled)
+    on_rejection, on_rejection_handled = unhandled, handled
+end
+
+-- A handler came for a rejection already reported: "rejectionHandled" is
+-- emitted when rejections are next processed, after the microtasks.
+local handled_late, handled_n = {}, 0
+
+function M.rejection_handled(promise)
+    local info = maybe_unhandled[promise]
+    if info then
+        maybe_unhandled[promise] = nil
+        if info.warned and on_rejection_handled then
+            handled_n = handled_n + 1
+            handled_late[handled_n] = promise
+            M.rejections_pending = true
+        end
+    end
+end
+
+-- Returns true when it queued more ticks or microtasks.
+process_rejections = function()
+    if not M.rejections_pending then return false end
+    if handled_n > 0 then
+        local list, n = handled_late, handled_n
+        handled_late, handled_n = {}, 0
+        for i = 1, n do
+            local ok, err = xpcall(on_rejection_handled, on_error, list[i])
+            if not ok then uncaught(err) end
+        end
+    end
+    while pending_head < pending_tail do
+        local i = pending_head
+        local p = pending_rej[i]
+        pending_rej[i] = nil
+        pending_head = i + 1
+        local info = maybe_unhandled[p]
+        if info then
+            info.warned = true
+            local ok, err = xpcall(on_rejection, on_error, p, info)
+            if not ok then uncaught(err) end
+        end
+    end
+    pending_head, pending_tail = 1, 1
+    M.rejections_pending = false
+    return tick_head < tick_tail or mt_head < mt_tail
+end
+
+-- Timers -------------------------------------------------------------------
+
+local Timeout = {}
+Timeout.__index = Timeout
+Timeout.__name = "Timeout"
+
+local timer_lists = {}    -- duration -> list
+local heap, heap_n = {}, 0 -- lists, ordered by (expiry, id)
+local next_list_id = 1
+local next_expiry = math.huge
+local timer_refs = 0      -- ref'd timers alive
+local timer_refed_handle = true
+
+local function list_less(a, b)
+    local d = a.expiry - b.expiry
+    if d == 0 then return a.id < b.id end
+    return d < 0
+end
+
+local function heap_up(i)
+    local item = heap[i]
+    while i > 1 do
+        local parent = floor(i / 2)
+        local p = heap[parent]
+        if not list_less(item, p) then break end
+        heap[i] = p
+        p.pos = i
+        i = parent
+    end
+    heap[i] = item
+    item.pos = i
+end
+
+local function heap_down(i)
+    local item = heap[i]
+    local n = heap_n
+    while true do
+        local l = i * 2
+        if l > n then break end
+        local r = l + 1
+        local c = l
+        if r <= n and list_less(heap[r], heap[l]) then c = r end
+        if not list_less(heap[c], item) then break end
+        heap[i] = heap[c]
+        heap[i].pos = i
+        i = c
+    end
+    heap[i] = item
+    item.pos = i
+end
+
+local function heap_remove_at(i)
+    local last = heap[heap_n]
+    heap[heap_n] = nil
+    heap_n = heap_n - 1
+    if i <= heap_n then
+        heap[i] = last
+        last.pos = i
+        heap_down(i)
+        heap_up(last.pos)
+    end
+end
+
+local function update_timer_ref()
+    local want = timer_refs > 0
+    if want ~= timer_refed_handle then
+        timer_refed_handle = want
+        C.luvd_timer_ref(rt, want and 1 or 0)
+    end
+end
+
+-- Doubly linked list per duration; the list table itself is the sentinel.
+local function timer_insert(timer, msecs, start)
+    timer._idleStart = start
+    local list = timer_lists[msecs]
+    if not list then
+        local expiry = start + msecs
+        list = { _idleNext = nil, _idlePrev = nil, expiry = expiry, id = next_list_id,
+                 msecs = msecs, pos = 0 }
+        list._idleNext, list._idlePrev = list, list
+        next_list_id = next_list_id + 1
+        timer_lists[msecs] = list
+        heap_n = heap_n + 1
+        heap[heap_n] = list
+        heap_up(heap_n)
+        if next_expiry > expiry then
+            C.luvd_timer_schedule(rt, msecs)
+            next_expiry = expiry
+        end
+    end
+    local tail = list._idlePrev
+    timer._idlePrev, timer._idleNext = tail, list
+    tail._idleNext = timer
+    list._idlePrev = timer
+    timer._list = list
+end
+
+local function timer_unlink(timer)
+    local prev, nxt = timer._idlePrev, timer._idleNext
+    if prev then
+        prev._idleNext = nxt
+        nxt._idlePrev = prev
+    end
+    timer._idlePrev, timer._idleNext, timer._list = nil, nil, nil
+end
+
+local function timer_unenroll(timer)
+    if timer._destroyed then return end
+    timer._destroyed = true
+    if timer._refed then
+        timer_refs = timer_refs - 1
+        update_timer_ref()
+    end
+    local list = timer._list
+    timer_unlink(timer)
+    if list and list._idleNext == list and timer_lists[list.msecs] == list then
+        timer_lists[list.msecs] = nil
+        heap_remove_at(list.pos)
+    end
+    timer._idleTimeout = -1
+end
+
+local function new_timer(fname, fn, ms, rep, ...)
+    if type(fn) ~= "function" then argerror(fname, 1, "callback", "function", fn) end
+    ms = tonumber(ms) or 1
+    if not (ms >= 1 and ms <= 2147483647) then ms = 1 end -- Node: NaN, <1, too big -> 1
+    ms = floor(ms)
+    local t = setmetatable({
+        _idleTimeout = ms, _onTimeout = fn, _timerArgs = false, _repeat = rep and ms or false,
+        _idleStart = 0, _idleNext = nil, _idlePrev = nil, _list = nil,
+        _destroyed = false, _refed = true,
+    }, Timeout)
+    if select("#", ...) > 0 then t._timerArgs = pack(...) end
+    timer_refs = timer_refs + 1
+    update_timer_ref()
+    timer_insert(t, ms, C.luvd_now(rt))
+    return t
+end
+
+function M.setTimeout(fn, ms, ...) return new_timer("setTimeout", fn, ms, false, ...) end
+function M.setInterval(fn, ms, ...) return new_timer("setInterval", fn, ms, true, ...) end
+
+function M.clearTimeout(t)
+    if t == nil then return end
+    if getmetatable(t) ~= Timeout then return end
+    t._onTimeout = nil
+    timer_unenroll(t)
+end
+M.clearInterval = M.clearTimeout
+
+function Timeout:ref()
+    if not self._refed then
+        self._refed = true
+        if not self._destroyed then
+            timer_refs = timer_refs + 1
+            update_timer_ref()
+        end
+    end
+    return self
+end
+
+function Timeout:unref()
+    if self._refed then
+        self._refed = false
+        if not self._destroyed then
+            timer_refs = timer_refs - 1
+            update_timer_ref()
+        end
+    end
+    return self
+end
+
+function Timeout:hasRef() return self._refed end
+
+function Timeout:refresh()
+    if self._onTimeout then
+        local list = self._list
+        if list then
+            timer_unlink(self)
+            if list._idleNext == list and timer_lists[list.msecs] == list then
+                timer_lists[list.msecs] = nil
+                heap_remove_at(list.pos)
+            end
+        elseif self._destroyed then
+            return self
+        end
+        timer_insert(self, self._idleTimeout, C.luvd_now(rt))
+    end
+    return self
+end
+
+function Timeout:close()
+    M.clearTimeout(self)
+    return self
+end
+
+local function call_timer(timer)
+    local args = timer._timerArgs
+    if args then
+        timer._onTimeout(unpack(args, 1, args.n))
+    else
+        timer._onTimeout()
+    end
+end
+
+local function list_on_timeout(list, now)
+    local msecs = list.msecs
+    local ran = false
+    while true do
+        local timer = list._idleNext
+        if timer == list then break end
+        local diff = now - timer._idleStart
+        if diff < msecs then
+            list.expiry = max(timer._idleStart + msecs, now + 1)
+            list.id = next_list_id
+            next_list_id = next_list_id + 1
+            heap_down(list.pos)
+            return
+        end
+        if ran then run_next_ticks() else ran = true end
+        -- a tick may have cleared this very timer
+        if timer._list == list then
+            timer_unlink(timer)
+            local start
+            if timer._repeat then start = C.luvd_now(rt) end
+            local ok, err = xpcall(call_timer, on_error, timer)
+            if timer._repeat and timer._idleTimeout ~= -1 and timer._onTimeout then
+                timer._idleTimeout = timer._repeat
+                timer_insert(timer, timer._idleTimeout, start)
+            elseif not timer._destroyed and not timer._list then
+                timer._destroyed = true
+                if timer._refed then
+                    timer_refs = timer_refs - 1
+                end
+            end
+            if not ok then
+                update_timer_ref()
+                uncaught(err)
+            end
+        end
+    end
+    if timer_lists[msecs] == list then
+        timer_lists[msecs] = nil
+        heap_remove_at(list.pos)
+    end
+end
+
+-- Called by C when the uv timer fires, with the loop's cached now.
+function M.process_timers(now)
+    next_expiry = math.huge
+    local ran_list = false
+    while heap_n > 0 do
+        local list = heap[1]
+        if list.expiry > now then
+            next_expiry = list.expiry
+            break
+        end
+        if ran_list then run_next_ticks() else ran_list = true end
+        list_on_timeout(list, now)
+    end
+    update_timer_ref()
+    if next_expiry ~= math.huge then
+        local d = next_expiry - C.luvd_now(rt)
+        C.luvd_timer_schedule(rt, d > 0 and d or 1)
+    end
+end
+
+-- Immediates ---------------------------------------------------------------
+
+local Immediate = {}
+Immediate.__index = Immediate
+Immediate.__name = "Immediate"
+
+-- The queue is a linked list of Immediate objects; `running` is the list
+-- being processed by the check phase, `queue` takes new ones.
+local q_head, q_tail = nil, nil
+local imm_count, imm_refs = 0, 0
+local running_next = nil -- next immediate of the list in progress
+
+local function sync_immediates()
+    C.luvd_immediate_count(rt, imm_count, imm_refs)
+end
+
+function M.setImmediate(fn, ...)
+    if type(fn) ~= "function" then argerror("setImmediate", 1, "callback", "function", fn) end
+    local im = setmetatable({
+        _onImmediate = fn, _argv = false, _idleNext = nil, _idlePrev = nil,
+        _destroyed = false, _refed = true,
+    }, Immediate)
+    if select("#", ...) > 0 then im._argv = pack(...) end
+    if q_tail then
+        q_tail._idleNext = im
+        im._idlePrev = q_tail
+        q_tail = im
+    else
+        q_head, q_tail = im, im
+    end
+    imm_count = imm_count + 1
+    imm_refs = imm_refs + 1
+    if imm_refs == 1 or imm_count == 1 then sync_immediates() end
+    return im
+end
+
+local function immediate_forget(im)
+    im._destroyed = true
+    imm_count = imm_count - 1
+    if im._refed then
+        imm_refs = imm_refs - 1
+        im._refed = false
+    end
+    if imm_refs == 0 or imm_count == 0 then sync_immediates() end
+end
+
+function M.clearImmediate(im)
+    if im == nil or getmetatable(im) ~= Immediate or im._destroyed then return end
+    immediate_forget(im)
+    im._onImmediate = nil
+    -- unlink from whichever list holds it
+    local prev, nxt = im._idlePrev, im._idleNext
+    if prev then prev._idleNext = nxt end
+    if nxt then nxt._idlePrev = prev end
+    if q_head == im then q_head = nxt end
+    if q_tail == im then q_tail = prev end
+    if running_next == im then running_next = nxt end
+end
+
+function Immediate:ref()
+    if not self._refed and not self._destroyed then
+        self._refed = true
+        imm_refs = imm_refs + 1
+        if imm_refs == 1 then sync_immediates() end
+    end
+    return self
+end
+
+function Immediate:unref()
+    if self._refed and not self._destroyed then
+        self._refed = false
+        imm_refs = imm_refs - 1
+        if imm_refs == 0 then sync_immediates() end
+    end
+    return self
+end
+
+function Immediate:hasRef() return self._refed end
+
+local function call_immediate(im)
+    local fn, argv = im._onImmediate, im._argv
+    im._onImmediate = nil
+    if argv then fn(unpack(argv, 1, argv.n)) else fn() end
+end
+
+-- Called by C in the check phase.
+function M.process_immediates()
+    local im = q_head
+    q_head, q_tail = nil, nil
+    local ran = false
+    while im do
+        if ran then
+            running_next = im
+            run_next_ticks()
+            im = running_next -- a tick may have cleared it
+            if not im then break end
+        else
+            ran = true
+        end
+        local nxt = im._idleNext
+        im._idleNext, im._idlePrev = nil, nil
+        if nxt then nxt._idlePrev = nil end
+        immediate_forget(im)
+        running_next = nxt
+        local ok, err = xpcall(call_immediate, on_error, im)
+        if not ok then uncaught(err) end
+        im = running_next
+    end
+    running_next = nil
+end
+
+-- luvd-managed coroutines ------------------------------------------------
+
+local managed = setmetatable({}, { __mode = "k" })   -- co -> true
+local waiting = setmetatable({}, { __mode = "k" })   -- co -> continuation state
+local kstate = setmetatable({}, { __mode = "k" })    -- k -> state
+local INTERRUPT = {}
+
+local function resume(co, ...)
+    local ok, err = co_resume(co, ...)
+    if not ok then
+        -- only luvd's wrapper runs unprotected in the coroutine
+        on_error(err)
+        uncaught(err)
+    end
+end
+
+function M.is_managed(co)
+    return managed[co or co_running()] == true
+end
+
+local function finish(on_done, ok, ...)
+    if on_done then
+        on_done(ok, ...)
+    elseif not ok then
+        uncaught((...))
+    end
+end
+
+local function body(fn, on_done, ...)
+    return finish(on_done, xpcall(fn, on_error, ...))
+end
+
+-- Runs fn(...) in a new managed coroutine, started now. on_done(ok, ...)
+-- gets the results or the error; without it an error is uncaught.
+function M.spawn(fn, on_done, ...)
+    local co = co_create(body)
+    managed[co] = true
+    resume(co, fn, on_done, ...)
+    return co
+end
+
+function M.go(fn, ...)
+    if type(fn) ~= "function" then argerror("luvd.go", 1, "fn", "function", fn) end
+    return M.spawn(fn, nil, ...)
+end
+
+function M.continuation(fname)
+    local co = co_running()
+    if not co or not managed[co] then
+        error(fname .. ": pass a callback, or call it inside luvd.go or an async function", 3)
+    end
+    -- st: coroutine, done, suspended, results
+    local st = { co, false, false, false }
+    local function k(...)
+        if st[2] then return end
+        st[2] = true
+        if st[3] then
+            st[3] = false
+            waiting[st[1]] = nil
+            resume(st[1], ...)
+        else
+            st[4] = pack(...)
+        end
+    end
+    kstate[k] = st
+    return k
+end
+
+local function check_wake(first, ...)
+    if first == INTERRUPT then
+        error((...), 0)
+    end
+    return first, ...
+end
+
+function M.wait(k)
+    local st = kstate[k]
+    if not st then error("loop.wait: not a continuation", 2) end
+    if st[2] then
+        local r = st[4]
+        return unpack(r, 1, r.n)
+    end
+    st[3] = true
+    waiting[st[1]] = st
+    return check_wake(co_yield())
+end
+
+-- Wakes a suspended coroutine by raising err inside it (spec timeouts).
+-- Returns false when the coroutine was not suspended in wait().
+function M.interrupt(co, err)
+    local st = waiting[co]
+    if not st or co_status(co) ~= "suspended" then return false end
+    st[2], st[3] = true, false
+    waiting[co] = nil
+    resume(co, INTERRUPT, err)
+    return true
+end
+
+function M.sleep(ms)
+    local k = M.continuation("luvd.sleep")
+    M.setTimeout(k, ms)
+    M.wait(k)
+    return true
+end
+
+-- Calls the Node-style async function f(args..., cb) in callback form when
+-- cb is given, otherwise suspends the running managed coroutine and returns
+-- the results (first value nil and the error on failure).
+function M.now() return C.luvd_now(rt) end
+function M.hrtime_ms() return C.luvd_hrtime_ms() end
+
+return M

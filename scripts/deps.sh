@@ -1,0 +1,36 @@
+# Sourced by the scripts: installs the Debian packages luvd needs, once.
+# Each package and why:
+#   build-essential cmake pkg-config  the C toolchain and build system
+#   libluajit2-5.1-dev   LuaJIT (OpenResty's branch): the Lua VM and its FFI
+#   libuv1-dev           the event loop and thread pool
+#   libssl-dev           OpenSSL: TLS and crypto
+#   zlib1g-dev           gzip/deflate
+#   node-llhttp          llhttp's C sources, compiled into luvd
+#   lua-busted           the spec runner `luvd test` runs inside the runtime
+#   lua-cjson            JSON for applications and specs
+#   luarocks             `luarocks make` with luvd-scm-1.rockspec
+#   lua-check            luacheck, the Lua linter run by scripts/test
+#   clang-format         the C style check run by scripts/test
+#   nodejs               only when no `node` is on PATH: the reference for order specs
+LUVD_PACKAGES=(build-essential cmake pkg-config libluajit2-5.1-dev libuv1-dev libssl-dev
+               zlib1g-dev node-llhttp lua-busted lua-cjson luarocks lua-check clang-format)
+
+luvd_install_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$p")
+    done
+    ((${#missing[@]})) || return 0
+    echo "scripts: installing ${missing[*]}" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}
+
+luvd_ensure_deps() {
+    luvd_install_packages "${LUVD_PACKAGES[@]}"
+    command -v node >/dev/null || luvd_install_packages nodejs
+}
