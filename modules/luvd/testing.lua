@@ -122,10 +122,8 @@ local function output_handler(options)
     end)
     busted.subscribe({ "suite", "end" }, handler.suiteEnd)
     busted.subscribe({ "test", "end" }, handler.testEnd, { predicate = handler.cancelOnPending })
-    busted.subscribe({ "error", "describe" }, handler.error)
-    busted.subscribe({ "error", "file" }, handler.error)
-    busted.subscribe({ "failure", "describe" }, handler.error)
-    busted.subscribe({ "failure", "file" }, handler.error)
+    busted.subscribe({ "error" }, handler.error)
+    busted.subscribe({ "failure" }, handler.error)
     return handler
 end
 package.preload["luvd.busted_output"] = function() return output_handler end
