@@ -17,10 +17,11 @@
 local loop = require "luvd.loop"
 local Promise = require "luvd.promise"
 
-local type, error, pcall = type, error, pcall
+local type, error = type, error
 local getmetatable, setmetatable, rawget = getmetatable, setmetatable, rawget
 
-local spawn, continuation, wait = loop.spawn, loop.continuation, loop.wait
+local spawn, suspend, wake, is_managed = loop.spawn, loop.suspend, loop.wake, loop.is_managed
+local running = coroutine.running
 local internal = Promise._internal
 local pending, settle, await_then = internal.pending, internal.settle, internal.await
 local promise_resolve = Promise.resolve
@@ -53,19 +54,27 @@ local function async(fn)
     end
 end
 
+-- The reaction of one await: resumes the awaiting coroutine. A callable
+-- table rather than a closure, for the same reason as Done.
+local Waker = {}
+function Waker.__call(w, ok, v)
+    wake(w.co, w, ok, v)
+end
+
 -- await(v) -> the value v (a promise or any value) settles with; raises the
 -- reason, as it is, when v rejects. Only inside a luvd coroutine.
 local function await(v)
-    local ok, k = pcall(continuation, "await")
-    if not ok then
+    local co = running()
+    if not co or not is_managed(co) then
         error("await: call it inside an async function or luvd.go, "
             .. "not in the main chunk or a plain callback", 2)
     end
     if getmetatable(v) ~= Promise then
         v = promise_resolve(v)
     end
-    await_then(v, k)
-    local fulfilled, value = wait(k)
+    local w = setmetatable({ co = co }, Waker)
+    await_then(v, w)
+    local fulfilled, value = suspend(w)
     if fulfilled then
         return value
     end

@@ -616,7 +616,6 @@ end
 -- luvd-managed coroutines ------------------------------------------------
 
 local managed = setmetatable({}, { __mode = "k" })   -- co -> true
-local waiting = setmetatable({}, { __mode = "k" })   -- co -> continuation state
 local kstate = setmetatable({}, { __mode = "k" })    -- k -> state
 local INTERRUPT = {}
 
@@ -659,27 +658,20 @@ function M.go(fn, ...)
     return M.spawn(fn, nil, ...)
 end
 
-function M.continuation(fname)
+-- Suspension: a coroutine waits under a token; only a wake with the same
+-- token resumes it, so a late callback (after a timeout interrupted the
+-- wait, say) cannot resume a later, unrelated wait.
+local suspended = {} -- co -> token while suspended
+
+local function check_managed(fname, level)
     local co = co_running()
     if not co or not managed[co] then
-        error(fname .. ": pass a callback, or call it inside luvd.go or an async function", 3)
+        error(fname .. ": pass a callback, or call it inside luvd.go or an async function",
+            level + 1)
     end
-    -- st: coroutine, done, suspended, results
-    local st = { co, false, false, false }
-    local function k(...)
-        if st[2] then return end
-        st[2] = true
-        if st[3] then
-            st[3] = false
-            waiting[st[1]] = nil
-            resume(st[1], ...)
-        else
-            st[4] = pack(...)
-        end
-    end
-    kstate[k] = st
-    return k
+    return co
 end
+M.check_managed = check_managed
 
 local function check_wake(first, ...)
     if first == INTERRUPT then
@@ -688,25 +680,53 @@ local function check_wake(first, ...)
     return first, ...
 end
 
+function M.suspend(token)
+    local co = co_running()
+    suspended[co] = token
+    return check_wake(co_yield())
+end
+
+function M.wake(co, token, ...)
+    if suspended[co] ~= token then return false end
+    suspended[co] = nil
+    resume(co, ...)
+    return true
+end
+
+-- A one-shot callback that resumes the coroutine that created it.
+-- st: coroutine, done, results
+function M.continuation(fname)
+    local co = check_managed(fname, 2)
+    local st = { co, false, false }
+    local function k(...)
+        if st[2] then return end
+        st[2] = true
+        if suspended[co] == st then
+            suspended[co] = nil
+            resume(co, ...)
+        else
+            st[3] = pack(...)
+        end
+    end
+    kstate[k] = st
+    return k
+end
+
 function M.wait(k)
     local st = kstate[k]
     if not st then error("loop.wait: not a continuation", 2) end
     if st[2] then
-        local r = st[4]
+        local r = st[3]
         return unpack(r, 1, r.n)
     end
-    st[3] = true
-    waiting[st[1]] = st
-    return check_wake(co_yield())
+    return M.suspend(st)
 end
 
 -- Wakes a suspended coroutine by raising err inside it (spec timeouts).
--- Returns false when the coroutine was not suspended in wait().
+-- Returns false when the coroutine was not suspended.
 function M.interrupt(co, err)
-    local st = waiting[co]
-    if not st or co_status(co) ~= "suspended" then return false end
-    st[2], st[3] = true, false
-    waiting[co] = nil
+    if not co or suspended[co] == nil or co_status(co) ~= "suspended" then return false end
+    suspended[co] = nil
     resume(co, INTERRUPT, err)
     return true
 end
