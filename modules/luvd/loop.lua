@@ -237,6 +237,13 @@ end
 
 -- Timers -------------------------------------------------------------------
 
+-- Timers and immediates keep their fields in the array part, at fixed
+-- indices: a quarter of the memory of named fields, and one shape for the
+-- trace compiler. Lists (the sentinels of each duration) share NEXT/PREV.
+-- A false, never nil, marks an empty slot, so no store reshapes a table.
+local NEXT, PREV, FN, ARGS, DEAD, REFED = 1, 2, 3, 4, 5, 6 -- timers and immediates
+local LIST, START, MS, REPEAT = 7, 8, 9, 10                -- timers only
+
 local Timeout = {}
 Timeout.__index = Timeout
 Timeout.__name = "Timeout"
@@ -308,13 +315,25 @@ end
 
 -- Doubly linked list per duration; the list table itself is the sentinel.
 local function timer_insert(timer, msecs, start)
-    timer._idleStart = start
+    timer[START] = start
     local list = timer_lists[msecs]
-    if not list then
+    if list and list[NEXT] == list then
+        -- An emptied list waits in the heap (see timer_unenroll); taking it
+        -- up again is what creating a new list would do, without the
+        -- allocation: a fresh expiry and id, and its place in the heap.
         local expiry = start + msecs
-        list = { _idleNext = nil, _idlePrev = nil, expiry = expiry, id = next_list_id,
-                 msecs = msecs, pos = 0 }
-        list._idleNext, list._idlePrev = list, list
+        list.expiry, list.id = expiry, next_list_id
+        next_list_id = next_list_id + 1
+        heap_down(list.pos)
+        heap_up(list.pos)
+        if next_expiry > expiry then
+            C.luvd_timer_schedule(rt, msecs)
+            next_expiry = expiry
+        end
+    elseif not list then
+        local expiry = start + msecs
+        list = { false, false, expiry = expiry, id = next_list_id, msecs = msecs, pos = 0 }
+        list[NEXT], list[PREV] = list, list
         next_list_id = next_list_id + 1
         timer_lists[msecs] = list
         heap_n = heap_n + 1
@@ -325,36 +344,34 @@ local function timer_insert(timer, msecs, start)
             next_expiry = expiry
         end
     end
-    local tail = list._idlePrev
-    timer._idlePrev, timer._idleNext = tail, list
-    tail._idleNext = timer
-    list._idlePrev = timer
-    timer._list = list
+    local tail = list[PREV]
+    timer[PREV], timer[NEXT] = tail, list
+    tail[NEXT] = timer
+    list[PREV] = timer
+    timer[LIST] = list
 end
 
 local function timer_unlink(timer)
-    local prev, nxt = timer._idlePrev, timer._idleNext
+    local prev, nxt = timer[PREV], timer[NEXT]
     if prev then
-        prev._idleNext = nxt
-        nxt._idlePrev = prev
+        prev[NEXT] = nxt
+        nxt[PREV] = prev
     end
-    timer._idlePrev, timer._idleNext, timer._list = nil, nil, nil
+    timer[PREV], timer[NEXT], timer[LIST] = false, false, false
 end
 
 local function timer_unenroll(timer)
-    if timer._destroyed then return end
-    timer._destroyed = true
-    if timer._refed then
+    if timer[DEAD] then return end
+    timer[DEAD] = true
+    if timer[REFED] then
         timer_refs = timer_refs - 1
         update_timer_ref()
     end
-    local list = timer._list
+    -- An emptied list stays in the heap until its expiry passes or a timer
+    -- of the same duration takes it up: arming and disarming a timeout per
+    -- request then allocates no list and moves nothing in the heap.
     timer_unlink(timer)
-    if list and list._idleNext == list and timer_lists[list.msecs] == list then
-        timer_lists[list.msecs] = nil
-        heap_remove_at(list.pos)
-    end
-    timer._idleTimeout = -1
+    timer[MS] = -1
 end
 
 local function new_timer(fname, fn, ms, rep, ...)
@@ -362,12 +379,9 @@ local function new_timer(fname, fn, ms, rep, ...)
     ms = tonumber(ms) or 1
     if not (ms >= 1 and ms <= 2147483647) then ms = 1 end -- Node: NaN, <1, too big -> 1
     ms = floor(ms)
-    local t = setmetatable({
-        _idleTimeout = ms, _onTimeout = fn, _timerArgs = false, _repeat = rep and ms or false,
-        _idleStart = 0, _idleNext = nil, _idlePrev = nil, _list = nil,
-        _destroyed = false, _refed = true,
-    }, Timeout)
-    if select("#", ...) > 0 then t._timerArgs = pack(...) end
+    local t = setmetatable({ false, false, fn, false, false, true, false, 0, ms,
+                             rep and ms or false }, Timeout)
+    if select("#", ...) > 0 then t[ARGS] = pack(...) end
     timer_refs = timer_refs + 1
     update_timer_ref()
     timer_insert(t, ms, C.luvd_now(rt))
@@ -380,15 +394,15 @@ function M.setInterval(fn, ms, ...) return new_timer("setInterval", fn, ms, true
 function M.clearTimeout(t)
     if t == nil then return end
     if getmetatable(t) ~= Timeout then return end
-    t._onTimeout = nil
+    t[FN] = false
     timer_unenroll(t)
 end
 M.clearInterval = M.clearTimeout
 
 function Timeout:ref()
-    if not self._refed then
-        self._refed = true
-        if not self._destroyed then
+    if not self[REFED] then
+        self[REFED] = true
+        if not self[DEAD] then
             timer_refs = timer_refs + 1
             update_timer_ref()
         end
@@ -397,9 +411,9 @@ function Timeout:ref()
 end
 
 function Timeout:unref()
-    if self._refed then
-        self._refed = false
-        if not self._destroyed then
+    if self[REFED] then
+        self[REFED] = false
+        if not self[DEAD] then
             timer_refs = timer_refs - 1
             update_timer_ref()
         end
@@ -407,21 +421,21 @@ function Timeout:unref()
     return self
 end
 
-function Timeout:hasRef() return self._refed end
+function Timeout:hasRef() return self[REFED] end
 
 function Timeout:refresh()
-    if self._onTimeout then
-        local list = self._list
+    if self[FN] then
+        local list = self[LIST]
         if list then
             timer_unlink(self)
-            if list._idleNext == list and timer_lists[list.msecs] == list then
+            if list[NEXT] == list and timer_lists[list.msecs] == list then
                 timer_lists[list.msecs] = nil
                 heap_remove_at(list.pos)
             end
-        elseif self._destroyed then
+        elseif self[DEAD] then
             return self
         end
-        timer_insert(self, self._idleTimeout, C.luvd_now(rt))
+        timer_insert(self, self[MS], C.luvd_now(rt))
     end
     return self
 end
@@ -432,11 +446,11 @@ function Timeout:close()
 end
 
 local function call_timer(timer)
-    local args = timer._timerArgs
+    local args = timer[ARGS]
     if args then
-        timer._onTimeout(unpack(args, 1, args.n))
+        timer[FN](unpack(args, 1, args.n))
     else
-        timer._onTimeout()
+        timer[FN]()
     end
 end
 
@@ -444,11 +458,11 @@ local function list_on_timeout(list, now)
     local msecs = list.msecs
     local ran = false
     while true do
-        local timer = list._idleNext
+        local timer = list[NEXT]
         if timer == list then break end
-        local diff = now - timer._idleStart
+        local diff = now - timer[START]
         if diff < msecs then
-            list.expiry = max(timer._idleStart + msecs, now + 1)
+            list.expiry = max(timer[START] + msecs, now + 1)
             list.id = next_list_id
             next_list_id = next_list_id + 1
             heap_down(list.pos)
@@ -456,17 +470,17 @@ local function list_on_timeout(list, now)
         end
         if ran then run_next_ticks() else ran = true end
         -- a tick may have cleared this very timer
-        if timer._list == list then
+        if timer[LIST] == list then
             timer_unlink(timer)
             local start
-            if timer._repeat then start = C.luvd_now(rt) end
+            if timer[REPEAT] then start = C.luvd_now(rt) end
             local ok, err = xpcall(call_timer, on_error, timer)
-            if timer._repeat and timer._idleTimeout ~= -1 and timer._onTimeout then
-                timer._idleTimeout = timer._repeat
-                timer_insert(timer, timer._idleTimeout, start)
-            elseif not timer._destroyed and not timer._list then
-                timer._destroyed = true
-                if timer._refed then
+            if timer[REPEAT] and timer[MS] ~= -1 and timer[FN] then
+                timer[MS] = timer[REPEAT]
+                timer_insert(timer, timer[MS], start)
+            elseif not timer[DEAD] and not timer[LIST] then
+                timer[DEAD] = true
+                if timer[REFED] then
                     timer_refs = timer_refs - 1
                 end
             end
@@ -520,14 +534,11 @@ end
 
 function M.setImmediate(fn, ...)
     if type(fn) ~= "function" then argerror("setImmediate", 1, "callback", "function", fn) end
-    local im = setmetatable({
-        _onImmediate = fn, _argv = false, _idleNext = nil, _idlePrev = nil,
-        _destroyed = false, _refed = true,
-    }, Immediate)
-    if select("#", ...) > 0 then im._argv = pack(...) end
+    local im = setmetatable({ false, false, fn, false, false, true }, Immediate)
+    if select("#", ...) > 0 then im[ARGS] = pack(...) end
     if q_tail then
-        q_tail._idleNext = im
-        im._idlePrev = q_tail
+        q_tail[NEXT] = im
+        im[PREV] = q_tail
         q_tail = im
     else
         q_head, q_tail = im, im
@@ -539,31 +550,31 @@ function M.setImmediate(fn, ...)
 end
 
 local function immediate_forget(im)
-    im._destroyed = true
+    im[DEAD] = true
     imm_count = imm_count - 1
-    if im._refed then
+    if im[REFED] then
         imm_refs = imm_refs - 1
-        im._refed = false
+        im[REFED] = false
     end
     if imm_refs == 0 or imm_count == 0 then sync_immediates() end
 end
 
 function M.clearImmediate(im)
-    if im == nil or getmetatable(im) ~= Immediate or im._destroyed then return end
+    if im == nil or getmetatable(im) ~= Immediate or im[DEAD] then return end
     immediate_forget(im)
-    im._onImmediate = nil
+    im[FN] = false
     -- unlink from whichever list holds it
-    local prev, nxt = im._idlePrev, im._idleNext
-    if prev then prev._idleNext = nxt end
-    if nxt then nxt._idlePrev = prev end
+    local prev, nxt = im[PREV], im[NEXT]
+    if prev then prev[NEXT] = nxt end
+    if nxt then nxt[PREV] = prev end
     if q_head == im then q_head = nxt end
     if q_tail == im then q_tail = prev end
     if running_next == im then running_next = nxt end
 end
 
 function Immediate:ref()
-    if not self._refed and not self._destroyed then
-        self._refed = true
+    if not self[REFED] and not self[DEAD] then
+        self[REFED] = true
         imm_refs = imm_refs + 1
         if imm_refs == 1 then sync_immediates() end
     end
@@ -571,19 +582,19 @@ function Immediate:ref()
 end
 
 function Immediate:unref()
-    if self._refed and not self._destroyed then
-        self._refed = false
+    if self[REFED] and not self[DEAD] then
+        self[REFED] = false
         imm_refs = imm_refs - 1
         if imm_refs == 0 then sync_immediates() end
     end
     return self
 end
 
-function Immediate:hasRef() return self._refed end
+function Immediate:hasRef() return self[REFED] end
 
 local function call_immediate(im)
-    local fn, argv = im._onImmediate, im._argv
-    im._onImmediate = nil
+    local fn, argv = im[FN], im[ARGS]
+    im[FN] = false
     if argv then fn(unpack(argv, 1, argv.n)) else fn() end
 end
 
@@ -601,9 +612,9 @@ function M.process_immediates()
         else
             ran = true
         end
-        local nxt = im._idleNext
-        im._idleNext, im._idlePrev = nil, nil
-        if nxt then nxt._idlePrev = nil end
+        local nxt = im[NEXT]
+        im[NEXT], im[PREV] = false, false
+        if nxt then nxt[PREV] = false end
         immediate_forget(im)
         running_next = nxt
         local ok, err = xpcall(call_immediate, on_error, im)
