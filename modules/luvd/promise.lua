@@ -24,18 +24,18 @@
 --     do in V8;
 --   * `await v` takes one tick when v is a base promise (luvd.async).
 --
--- A promise is one table with a fixed set of fields, all made in `new_raw`
--- so that every promise has the same shape:
---   _state    PENDING, FULFILLED or REJECTED
---   _value    the value or reason once settled. While pending it is a
---             scratch slot that carries a handler, or the `next` of a
---             thenable, to the one microtask that will settle the promise:
---             nothing else can settle it meanwhile.
---   _handled  a reaction was attached at some time (V8's has_handler)
---   _f _r _d  the first reaction: onFulfilled and onRejected (false when
---             absent) and the dependent promise, or for `await` the
---             sentinel AWAIT in _f and the coroutine's continuation in _d
---   _rx       false, or the further reactions as a flat list
+-- A promise is one table with a fixed set of slots in its array part, all
+-- made in `new_raw` so that every promise has the same shape:
+--   [STATE]    PENDING, FULFILLED or REJECTED
+--   [VALUE]    the value or reason once settled. While pending it is a
+--              scratch slot that carries a handler, or the `next` of a
+--              thenable, to the one microtask that will settle the promise:
+--              nothing else can settle it meanwhile.
+--   [HANDLED]  a reaction was attached at some time (V8's has_handler)
+--   [F] [R] [D] the first reaction: onFulfilled and onRejected (false when
+--              absent) and the dependent promise, or for `await` the
+--              sentinel AWAIT in F and the coroutine's waker in D
+--   [RX]       false, or the further reactions as a flat list
 --             { f, r, d, f, r, d, ...; n = 3 * count }
 
 local loop = require "luvd.loop"
@@ -55,10 +55,18 @@ local table_new = require "table.new"
 
 local PENDING, FULFILLED, REJECTED = 0, 1, 2
 
+-- A promise keeps its fields in the array part, at fixed indices: half the
+-- memory of named fields and one shape for the trace compiler.
+-- STATE, VALUE (or a derived promise's handler), HANDLED, then the first
+-- reaction: F on fulfil, R on reject, D the derived promise; RX the list of
+-- further reactions.
+local STATE, VALUE, HANDLED, F, R, D, RX = 1, 2, 3, 4, 5, 6, 7
+
 -- _f of a reaction that resumes an awaiting coroutine (luvd.async).
 local AWAIT = {}
 
 local Promise = Class:extend("Promise")
+Promise.__is_promise = true
 
 -- Checks ----------------------------------------------------------------
 
@@ -76,7 +84,9 @@ local function is_class(x)
 end
 
 local function is_promise(x)
-    return type(x) == "table" and rawget(x, "_state") ~= nil
+    if type(x) ~= "table" then return false end
+    local mt = getmetatable(x)
+    return type(mt) == "table" and mt.__is_promise == true
 end
 
 -- Each check raises at `level` as seen from the function that calls it, so
@@ -108,10 +118,7 @@ end
 -- Construction ------------------------------------------------------------
 
 local function new_raw(C)
-    return setmetatable({
-        _state = PENDING, _value = false, _handled = false,
-        _f = false, _r = false, _d = false, _rx = false,
-    }, C)
+    return setmetatable({ PENDING, false, false, false, false, false, false }, C)
 end
 
 -- The executor given to a subclass's constructor when `next` needs an
@@ -128,26 +135,26 @@ local function enqueue(f, r, d, state, v)
     if f == AWAIT then
         microtask(state == FULFILLED and job_await_ok or job_await_err, d, v)
     elseif state == FULFILLED then
-        d._value = f
+        d[VALUE] = f
         microtask(job_fulfill, d, v)
     else
-        d._value = r
+        d[VALUE] = r
         microtask(job_reject, d, v)
     end
 end
 
 -- TriggerPromiseReactions, in the order the reactions were attached.
 local function settle(p, state, v)
-    p._state = state
-    p._value = v
-    local d = p._d
+    p[STATE] = state
+    p[VALUE] = v
+    local d = p[D]
     if d then
-        local f, r = p._f, p._r
-        p._f, p._r, p._d = false, false, false
+        local f, r = p[F], p[R]
+        p[F], p[R], p[D] = false, false, false
         enqueue(f, r, d, state, v)
-        local rx = p._rx
+        local rx = p[RX]
         if rx then
-            p._rx = false
+            p[RX] = false
             for i = 1, rx.n, 3 do
                 enqueue(rx[i], rx[i + 1], rx[i + 2], state, v)
             end
@@ -157,7 +164,7 @@ end
 
 local function reject_promise(p, reason)
     settle(p, REJECTED, reason)
-    if not p._handled then
+    if not p[HANDLED] then
         loop.rejection_unhandled(p, reason)
     end
 end
@@ -187,7 +194,7 @@ local function resolve_promise(p, x)
             end
         end
         if is_callable(then_fn) then
-            p._value = then_fn
+            p[VALUE] = then_fn
             return microtask(job_thenable, p, x)
         end
     end
@@ -213,27 +220,27 @@ end
 -- PerformPromiseThen; d is the dependent promise, or a continuation when f
 -- is AWAIT.
 local function perform_then(p, f, r, d)
-    local state = p._state
+    local state = p[STATE]
     if state == PENDING then
-        if not p._d then
-            p._f, p._r, p._d = f, r, d
+        if not p[D] then
+            p[F], p[R], p[D] = f, r, d
         else
-            local rx = p._rx
+            local rx = p[RX]
             if not rx then
                 rx = { n = 0 }
-                p._rx = rx
+                p[RX] = rx
             end
             local n = rx.n
             rx[n + 1], rx[n + 2], rx[n + 3] = f, r, d
             rx.n = n + 3
         end
     else
-        if state == REJECTED and not p._handled then
+        if state == REJECTED and not p[HANDLED] then
             loop.rejection_handled(p)
         end
-        enqueue(f, r, d, state, p._value)
+        enqueue(f, r, d, state, p[VALUE])
     end
-    p._handled = true
+    p[HANDLED] = true
 end
 
 -- Jobs ------------------------------------------------------------------
@@ -246,10 +253,10 @@ local function run_handler(d, h, v)
     return reject_promise(d, res)
 end
 
--- PromiseReactionJob: the handler was parked in d._value by enqueue.
+-- PromiseReactionJob: the handler was parked in d[VALUE] by enqueue.
 job_fulfill = function(d, v)
-    local h = d._value
-    d._value = false
+    local h = d[VALUE]
+    d[VALUE] = false
     if not h then
         return resolve_promise(d, v)
     end
@@ -257,8 +264,8 @@ job_fulfill = function(d, v)
 end
 
 job_reject = function(d, reason)
-    local h = d._value
-    d._value = false
+    local h = d[VALUE]
+    d[VALUE] = false
     if not h then
         return reject_promise(d, reason)
     end
@@ -274,10 +281,10 @@ job_await_err = function(k, reason)
 end
 
 -- PromiseResolveThenableJob: the thenable's `next`, read once when p was
--- resolved, was parked in p._value.
+-- resolved, was parked in p[VALUE].
 job_thenable = function(p, x)
-    local then_fn = p._value
-    p._value = false
+    local then_fn = p[VALUE]
+    p[VALUE] = false
     if then_fn == promise_next and is_promise(x) then
         -- V8's fast path: no resolving functions and no throwaway promise;
         -- the tick count is the same.
@@ -376,13 +383,13 @@ function Promise:finally(on_finally)
 end
 
 function Promise:__tostring()
-    local state = self._state
+    local state = self[STATE]
     if state == PENDING then
         return "Promise { <pending> }"
     elseif state == FULFILLED then
-        return "Promise { " .. tostring(self._value) .. " }"
+        return "Promise { " .. tostring(self[VALUE]) .. " }"
     end
-    return "Promise { <rejected> " .. tostring(self._value) .. " }"
+    return "Promise { <rejected> " .. tostring(self[VALUE]) .. " }"
 end
 
 -- Statics -----------------------------------------------------------------
