@@ -6,6 +6,7 @@
 #   libssl-dev           OpenSSL: TLS and crypto
 #   zlib1g-dev           gzip/deflate
 #   node-llhttp          llhttp's C sources, compiled into luvd
+#   libc-ares-dev        c-ares: dns.resolve* without holding a pool thread
 #   lua-busted           the spec runner `luvd test` runs inside the runtime
 #   lua-cjson            JSON for applications and specs
 #   luarocks             `luarocks make` with luvd-scm-1.rockspec
@@ -13,7 +14,8 @@
 #   clang-format         the C style check run by scripts/test
 #   nodejs               only when no `node` is on PATH: the reference for order specs
 LUVD_PACKAGES=(build-essential cmake pkg-config libluajit2-5.1-dev libuv1-dev libssl-dev
-               zlib1g-dev node-llhttp lua-busted lua-cjson luarocks lua-check clang-format)
+               zlib1g-dev node-llhttp libc-ares-dev lua-busted lua-cjson luarocks lua-check
+               clang-format)
 
 luvd_install_packages() {
     local missing=() p

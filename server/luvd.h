@@ -69,6 +69,32 @@ void luvd__push_module_path(lua_State *L);
 int luvd__open_errors(lua_State *L);
 /* Pushes nil, code name ("ENOENT") and returns 2: the C half of an error. */
 int luvd__push_uv_error(lua_State *L, int err);
+/* Pushes an error object made by luvd.errors (one place builds them all):
+ * errors.uv(err, syscall, path, dest) for a libuv/errno code. Returns 1. */
+int luvd__push_error(lua_State *L, int err, const char *syscall, const char *path,
+                     const char *dest);
+/* errors.new(message, code): for failures that are not errno values
+ * (OpenSSL, zlib, c-ares). Returns 1. */
+int luvd__push_error_msg(lua_State *L, const char *code, const char *message);
+
+/* ---- pool.c: blocking work on the thread pool -------------------------- */
+typedef struct luvd_work_s luvd_work_t;
+struct luvd_work_s {
+    uv_work_t req;
+    luvd_runtime_t *rt;
+    int cb_ref;
+    /* On a pool thread (or inline for the sync form): never touches Lua. */
+    void (*work)(luvd_work_t *w);
+    /* On the loop thread: pushes nil or an error object, then the results;
+     * returns how many values it pushed. */
+    int (*push)(lua_State *L, luvd_work_t *w);
+    /* Frees the job and what it owns. */
+    void (*release)(luvd_work_t *w);
+};
+/* Takes ownership of w. With a function at cb_index: queues w and returns 0
+ * (or pushes an error object and returns 1 when it cannot be queued).
+ * Otherwise runs w now and returns what push pushed. */
+int luvd__work_run(lua_State *L, luvd_work_t *w, int cb_index);
 
 /* ---- loop/timers.c: FFI hot path, no lua_State ------------------------- */
 double luvd_now(luvd_runtime_t *rt);
@@ -86,6 +112,13 @@ void luvd__signals_close(luvd_runtime_t *rt);
 
 /* ---- io/fs.c ------------------------------------------------------------ */
 int luvd__open_fs(lua_State *L);
+
+/* ---- crypto/, zlib/, io/dns.c, io/os.c: each adds its functions to the
+ * luvd.core table on the top of the stack ------------------------------- */
+int luvd__open_crypto(lua_State *L);
+int luvd__open_zlib(lua_State *L);
+int luvd__open_dns(lua_State *L);
+int luvd__open_os(lua_State *L);
 
 /* ---- process.c ---------------------------------------------------------- */
 int luvd__open_process(lua_State *L);

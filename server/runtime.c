@@ -159,6 +159,10 @@ static int open_core(lua_State *L)
     luvd__open_fs(L);
     luvd__open_process(L);
     luvd__open_version(L);
+    luvd__open_crypto(L);
+    luvd__open_zlib(L);
+    luvd__open_dns(L);
+    luvd__open_os(L);
     lua_pushlightuserdata(L, rt);
     lua_setfield(L, -2, "runtime");
     lua_pushboolean(L, rt->opts.is_main_thread);

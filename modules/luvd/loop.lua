@@ -742,6 +742,34 @@ function M.interrupt(co, err)
     return true
 end
 
+-- The three calling styles of a C binding that takes (cb, ...) and later
+-- calls cb(err, results...) (server/pool.c): with a callback, Node style;
+-- without one inside a managed coroutine, suspend and return the results
+-- or nil, err; anywhere else, raise. A binding that fails before queueing
+-- returns the error object; the callback still runs later, never now.
+local function finish(err, ...)
+    if err then return nil, err end
+    return ...
+end
+M.finish = finish
+
+function M.pool_call(fname, cb, cfn, ...)
+    if cb then
+        local err = cfn(cb, ...)
+        if err then M.next_tick(cb, err) end
+        return
+    end
+    local k = M.continuation(fname)
+    local err = cfn(k, ...)
+    if err then return nil, err end
+    return finish(M.wait(k))
+end
+
+-- The Sync form of the same binding: runs now, never raises for a failure.
+function M.pool_sync(cfn, ...)
+    return finish(cfn(nil, ...))
+end
+
 function M.sleep(ms)
     local k = M.continuation("luvd.sleep")
     M.setTimeout(k, ms)
