@@ -51,6 +51,13 @@ describe("luvd test", function()
         assert.matches("after_each broke", out, 1, true)
     end)
 
+    it("an error in a callback fails the waiting spec and the run goes on", function()
+        local out, _, code = h.luvd({ "test", "spec/fixtures/callback_error.fixture.lua" })
+        assert.equal(1, code)
+        assert.equal("1 passed, 1 failed", last_line(out))
+        assert.matches("raised in a timer", out, 1, true)
+    end)
+
     it("a spec file that does not load counts as a failure", function()
         local path = h.script("this is not lua\n", "broken_spec.lua")
         local out, _, code = h.luvd({ "test", path })

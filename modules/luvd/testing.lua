@@ -148,6 +148,17 @@ function M.run(args)
     end
     if not has_path then bargs[#bargs + 1] = "spec" end
     _G.arg = bargs
+    -- An error in a callback (a timer, an I/O completion) fails the spec
+    -- that is waiting, instead of ending the whole run; one that comes
+    -- between specs is reported and counted on its own.
+    process:on("uncaughtException", function(err)
+        local tb = type(err) == "string" and loop.traceback(err)
+        if not loop.interrupt(runner_co, tb or err) then
+            counts.failed = counts.failed + 1
+            core.write(1, "ERROR - outside any spec: " .. tostring(loop.traceback(err) or err)
+                .. "\n")
+        end
+    end)
     loop.spawn(function()
         runner_co = coroutine.running()
         -- busted's runner ends with error() when specs failed under Lua 5.1;
