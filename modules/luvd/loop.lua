@@ -454,9 +454,10 @@ local function call_timer(timer)
     end
 end
 
+-- Returns true when a callback raised (see process_timers).
 local function list_on_timeout(list, now)
     local msecs = list.msecs
-    local ran = false
+    local ran, failed = false, false
     while true do
         local timer = list[NEXT]
         if timer == list then break end
@@ -466,7 +467,7 @@ local function list_on_timeout(list, now)
             list.id = next_list_id
             next_list_id = next_list_id + 1
             heap_down(list.pos)
-            return
+            return failed
         end
         if ran then run_next_ticks() else ran = true end
         -- a tick may have cleared this very timer
@@ -485,8 +486,12 @@ local function list_on_timeout(list, now)
                 end
             end
             if not ok then
+                -- Node reports the error and enters processTimers again:
+                -- the next timer runs before this one's ticks.
                 update_timer_ref()
                 uncaught(err)
+                ran = false
+                failed = true
             end
         end
     end
@@ -494,6 +499,7 @@ local function list_on_timeout(list, now)
         timer_lists[msecs] = nil
         heap_remove_at(list.pos)
     end
+    return failed
 end
 
 -- Called by C when the uv timer fires, with the loop's cached now.
@@ -507,7 +513,7 @@ function M.process_timers(now)
             break
         end
         if ran_list then run_next_ticks() else ran_list = true end
-        list_on_timeout(list, now)
+        if list_on_timeout(list, now) then ran_list = false end
     end
     update_timer_ref()
     if next_expiry ~= math.huge then
@@ -618,7 +624,11 @@ function M.process_immediates()
         immediate_forget(im)
         running_next = nxt
         local ok, err = xpcall(call_immediate, on_error, im)
-        if not ok then uncaught(err) end
+        if not ok then
+            -- as in Node, the next immediate runs before this one's ticks
+            uncaught(err)
+            ran = false
+        end
         im = running_next
     end
     running_next = nil
@@ -747,11 +757,11 @@ end
 -- without one inside a managed coroutine, suspend and return the results
 -- or nil, err; anywhere else, raise. A binding that fails before queueing
 -- returns the error object; the callback still runs later, never now.
-local function finish(err, ...)
+local function pool_result(err, ...)
     if err then return nil, err end
     return ...
 end
-M.finish = finish
+M.finish = pool_result
 
 function M.pool_call(fname, cb, cfn, ...)
     if cb then
@@ -762,12 +772,12 @@ function M.pool_call(fname, cb, cfn, ...)
     local k = M.continuation(fname)
     local err = cfn(k, ...)
     if err then return nil, err end
-    return finish(M.wait(k))
+    return pool_result(M.wait(k))
 end
 
 -- The Sync form of the same binding: runs now, never raises for a failure.
 function M.pool_sync(cfn, ...)
-    return finish(cfn(nil, ...))
+    return pool_result(cfn(nil, ...))
 end
 
 function M.sleep(ms)
