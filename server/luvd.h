@@ -119,6 +119,11 @@ int luvd__open_crypto(lua_State *L);
 int luvd__open_zlib(lua_State *L);
 int luvd__open_dns(lua_State *L);
 int luvd__open_os(lua_State *L);
+int luvd__open_stream(lua_State *L);
+int luvd__open_tcp(lua_State *L);
+int luvd__open_pipe(lua_State *L);
+int luvd__open_udp(lua_State *L);
+int luvd__open_tls(lua_State *L);
 
 /* ---- process.c ---------------------------------------------------------- */
 int luvd__open_process(lua_State *L);

@@ -163,6 +163,11 @@ static int open_core(lua_State *L)
     luvd__open_zlib(L);
     luvd__open_dns(L);
     luvd__open_os(L);
+    luvd__open_stream(L);
+    luvd__open_tcp(L);
+    luvd__open_pipe(L);
+    luvd__open_udp(L);
+    luvd__open_tls(L);
     lua_pushlightuserdata(L, rt);
     lua_setfield(L, -2, "runtime");
     lua_pushboolean(L, rt->opts.is_main_thread);
