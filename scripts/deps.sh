@@ -5,6 +5,7 @@
 #   libuv1-dev           the event loop and thread pool
 #   libssl-dev           OpenSSL: TLS and crypto
 #   zlib1g-dev           gzip/deflate
+#   libdeflate-dev       one-shot gzip/deflate at twice zlib's speed
 #   node-llhttp          llhttp's C sources, compiled into luvd
 #   libc-ares-dev        c-ares: dns.resolve* without holding a pool thread
 #   lua-busted           the spec runner `luvd test` runs inside the runtime
@@ -14,8 +15,8 @@
 #   clang-format         the C style check run by scripts/test
 #   nodejs               only when no `node` is on PATH: the reference for order specs
 LUVD_PACKAGES=(build-essential cmake pkg-config libluajit2-5.1-dev libuv1-dev libssl-dev
-               zlib1g-dev node-llhttp libc-ares-dev lua-busted lua-cjson luarocks lua-check
-               clang-format)
+               zlib1g-dev libdeflate-dev node-llhttp libc-ares-dev lua-busted lua-cjson
+               luarocks lua-check clang-format)
 
 luvd_install_packages() {
     local missing=() p

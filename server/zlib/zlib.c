@@ -1,8 +1,714 @@
-/* luvd.zlib: one-shot gzip, deflate and their inverses (zlib). */
+/* luvd.zlib: one-shot gzip, deflate and their inverses (zlib), on the pool.
+ *
+ * Two layers. zstream_* wraps one z_stream and carries Node's rules (the
+ * window-bits offsets per mode, unzip's header sniffing, gzip members one
+ * after another, preset dictionaries, which zlib results are errors); it
+ * knows neither Lua nor libuv, so the zlib streams of a later issue keep
+ * one per Transform and feed it chunk by chunk. The one-shot job below runs
+ * a zstream over a whole input on a pool thread into one growing buffer and
+ * hands the result to Lua as one string. modules/luvd/zlib.lua checks the
+ * options; the C side trusts their ranges. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <zlib.h>
+#ifdef LUVD_HAVE_LIBDEFLATE
+#include <libdeflate.h>
+#endif
+
 #include "luvd.h"
+
+/* Node's mode numbers (zlib.constants.DEFLATE ... UNZIP). */
+enum {
+    ZMODE_NONE = 0,
+    ZMODE_DEFLATE,
+    ZMODE_INFLATE,
+    ZMODE_GZIP,
+    ZMODE_GUNZIP,
+    ZMODE_DEFLATERAW,
+    ZMODE_INFLATERAW,
+    ZMODE_UNZIP
+};
+
+/* The longest Lua string LuaJIT makes (LJ_MAX_STR - 1): the default and
+ * the highest maxOutputLength, Node's kMaxLength for luvd. */
+#define ZLIB_MAX_OUTPUT ((size_t)0x7ffffeff)
+
+/* deflate's best ratio is about 1032:1; an inflate size hint beyond that
+ * is a lie in the input and is not allocated. */
+#define ZLIB_MAX_RATIO 1032
+
+/* ---- zstream: one z_stream with Node's rules ----------------------------- */
+
+typedef struct zstream_s {
+    z_stream strm;
+    int mode; /* as asked; UNZIP turns into GUNZIP or INFLATE on the magic */
+    int level, window_bits, mem_level, strategy;
+    const unsigned char *dict; /* borrowed: must outlive the stream */
+    size_t dict_len;
+    int gzip_id_bytes; /* UNZIP: bytes of the gzip magic seen so far */
+    int err;           /* zlib's last result */
+    int initialized;
+} zstream_t;
+
+static int zmode_deflates(int mode)
+{
+    return mode == ZMODE_DEFLATE || mode == ZMODE_GZIP || mode == ZMODE_DEFLATERAW;
+}
+
+/* Sets the preset dictionary where it goes at start (deflate, raw inflate);
+ * zlib-wrapped inflate asks for it through Z_NEED_DICT instead. */
+static int zstream_set_dictionary(zstream_t *zs)
+{
+    if (!zs->dict)
+        return Z_OK;
+    if (zs->mode == ZMODE_DEFLATE || zs->mode == ZMODE_DEFLATERAW)
+        return deflateSetDictionary(&zs->strm, zs->dict, (uInt)zs->dict_len);
+    if (zs->mode == ZMODE_INFLATERAW)
+        return inflateSetDictionary(&zs->strm, zs->dict, (uInt)zs->dict_len);
+    return Z_OK;
+}
+
+/* window_bits as Node takes it (8..15, or 0 for "from the header" when
+ * inflating); the mode adds zlib's offsets. Returns zlib's result. */
+static int zstream_init(zstream_t *zs, int mode, int level, int window_bits, int mem_level,
+                        int strategy, const void *dict, size_t dict_len)
+{
+    int wbits = window_bits;
+    memset(zs, 0, sizeof *zs);
+    zs->mode = mode;
+    zs->level = level;
+    zs->window_bits = window_bits;
+    zs->mem_level = mem_level;
+    zs->strategy = strategy;
+    zs->dict = dict;
+    zs->dict_len = dict_len;
+    if (mode == ZMODE_GZIP || mode == ZMODE_GUNZIP)
+        wbits += 16;
+    else if (mode == ZMODE_UNZIP)
+        wbits += 32;
+    else if (mode == ZMODE_DEFLATERAW || mode == ZMODE_INFLATERAW)
+        wbits = -wbits;
+    if (zmode_deflates(mode))
+        zs->err = deflateInit2(&zs->strm, level, Z_DEFLATED, wbits, mem_level, strategy);
+    else
+        zs->err = inflateInit2(&zs->strm, wbits);
+    if (zs->err != Z_OK)
+        return zs->err;
+    zs->initialized = 1;
+    zs->err = zstream_set_dictionary(zs);
+    return zs->err;
+}
+
+/* Back to the state after init, for the next gzip member (or a reused
+ * stream). */
+static int zstream_reset(zstream_t *zs)
+{
+    zs->err = zmode_deflates(zs->mode) ? deflateReset(&zs->strm) : inflateReset(&zs->strm);
+    if (zs->err == Z_OK)
+        zs->err = zstream_set_dictionary(zs);
+    return zs->err;
+}
+
+/* UNZIP: looks at the first two bytes as they arrive, possibly one call at
+ * a time; zlib itself auto-detects, but only GUNZIP chains members. */
+static void zstream_sniff(zstream_t *zs)
+{
+    const unsigned char *p = zs->strm.next_in;
+    unsigned n = zs->strm.avail_in;
+    if (zs->gzip_id_bytes == 0 && n > 0) {
+        if (p[0] != 0x1f) {
+            zs->mode = ZMODE_INFLATE;
+            return;
+        }
+        zs->gzip_id_bytes = 1;
+        p++, n--;
+    }
+    if (zs->gzip_id_bytes == 1 && n > 0) {
+        zs->gzip_id_bytes = 2;
+        zs->mode = p[0] == 0x8b ? ZMODE_GUNZIP : ZMODE_INFLATE;
+    }
+}
+
+/* One deflate() or inflate() over the caller's next_in/avail_in and
+ * next_out/avail_out. After a gzip member ends, more input that does not
+ * start with a zero byte (padding) is the next member, as in Node. Returns
+ * zlib's result, also kept in zs->err. */
+static int zstream_process(zstream_t *zs, int flush)
+{
+    z_stream *s = &zs->strm;
+    if (zmode_deflates(zs->mode)) {
+        zs->err = deflate(s, flush);
+        return zs->err;
+    }
+    if (zs->mode == ZMODE_UNZIP)
+        zstream_sniff(zs);
+    zs->err = inflate(s, flush);
+    if (zs->err == Z_NEED_DICT && zs->dict && zs->mode != ZMODE_INFLATERAW) {
+        zs->err = inflateSetDictionary(s, zs->dict, (uInt)zs->dict_len);
+        if (zs->err == Z_OK)
+            zs->err = inflate(s, flush);
+        else if (zs->err == Z_DATA_ERROR) /* tell a wrong dictionary from bad data */
+            zs->err = Z_NEED_DICT;
+    }
+    while (zs->err == Z_STREAM_END && zs->mode == ZMODE_GUNZIP && s->avail_in > 0 &&
+           s->next_in[0] != 0) {
+        if (zstream_reset(zs) != Z_OK)
+            break;
+        zs->err = inflate(s, flush);
+    }
+    return zs->err;
+}
+
+/* Node's names for zlib's results (zlib.codes). */
+static const char *zlib_code_name(int err)
+{
+    static const char *const names[] = {
+        "Z_VERSION_ERROR", "Z_BUF_ERROR", "Z_MEM_ERROR",  "Z_DATA_ERROR", "Z_STREAM_ERROR",
+        "Z_ERRNO",         "Z_OK",        "Z_STREAM_END", "Z_NEED_DICT"};
+    if (err < Z_VERSION_ERROR || err > Z_NEED_DICT)
+        return "Z_UNKNOWN_ERROR";
+    return names[err - Z_VERSION_ERROR];
+}
+
+/* Whether the last process() failed, by Node's rules: running out of input
+ * under Z_FINISH is "unexpected end of file"; zlib's own message wins when
+ * it has one. Sets *message (static storage) and returns 1 on failure. */
+static int zstream_failed(const zstream_t *zs, int flush, const char **message)
+{
+    const char *fallback;
+    switch (zs->err) {
+    case Z_OK:
+    case Z_BUF_ERROR:
+        if (zs->strm.avail_out == 0 || flush != Z_FINISH)
+            return 0;
+        fallback = "unexpected end of file";
+        break;
+    case Z_STREAM_END:
+        return 0;
+    case Z_NEED_DICT:
+        fallback = zs->dict ? "Bad dictionary" : "Missing dictionary";
+        break;
+    default:
+        fallback = "Zlib error";
+        break;
+    }
+    *message = zs->strm.msg ? zs->strm.msg : fallback;
+    return 1;
+}
+
+static void zstream_end(zstream_t *zs)
+{
+    if (!zs->initialized)
+        return;
+    if (zmode_deflates(zs->mode))
+        deflateEnd(&zs->strm);
+    else
+        inflateEnd(&zs->strm);
+    zs->initialized = 0;
+}
+
+/* ---- the one-shot job ----------------------------------------------------
+ *
+ * An async job borrows its input (and dictionary) from Lua instead of
+ * copying it: a copy of 100 MB blocks the loop for a third of a second here
+ * and costs a tenth of a gzip at level 6. A registry ref keeps the strings
+ * alive; what it cannot survive is lua_close at runtime teardown, which
+ * frees every string while a pool thread may still be reading one. So the
+ * ref holds a "pin", a userdata with __gc whose environment holds the
+ * strings. lua_close runs finalizers before it frees anything, and the
+ * pin's finalizer stops its job from reading on: a queued job never
+ * starts, a running one stops at the next slice of input and is waited for
+ * (a slice is 256 KB: milliseconds, a fraction of a second for level 9 on
+ * the worst data). */
+
+enum { ZJOB_OK = 0, ZJOB_ZLIB, ZJOB_INIT, ZJOB_TOO_LARGE, ZJOB_NOMEM, ZJOB_CANCELLED };
+enum { ZPIN_QUEUED = 0, ZPIN_RUNNING, ZPIN_DONE, ZPIN_CANCELLED };
+
+/* Input per deflate()/inflate() call, and output room per call: how often a
+ * running job looks for cancellation. Splitting the input this way does not
+ * change zlib's output. */
+#define ZLIB_SLICE_IN  ((size_t)256 << 10)
+#define ZLIB_SLICE_OUT ((size_t)1 << 20)
+
+typedef struct zjob_s zjob_t;
+
+typedef struct zpin_s {
+    zjob_t *job; /* NULL once the job no longer reads Lua's strings */
+} zpin_t;
+
+struct zjob_s {
+    luvd_work_t w;
+    zstream_t zs;
+    int mode, level, window_bits, mem_level, strategy, flush;
+    size_t chunk;            /* the smallest step by which the output grows */
+    size_t max_out;          /* maxOutputLength */
+    int max_given;           /* max_out came from the caller: Node's message */
+    const unsigned char *in; /* borrowed from Lua */
+    size_t in_len;
+    const unsigned char *dict; /* borrowed from Lua */
+    size_t dict_len;
+    unsigned char *out; /* owned */
+    size_t out_len, out_cap;
+    int fail;            /* ZJOB_* */
+    int zerr;            /* ZJOB_ZLIB, ZJOB_INIT: zlib's result */
+    const char *message; /* ZJOB_ZLIB: static storage (zlib's or ours) */
+    /* async only: the pin (Lua's memory, touched by push only), its
+     * registry ref, and the handshake with its finalizer */
+    int pinned;
+    zpin_t *pin;
+    int pin_ref;
+    uv_mutex_t lock;
+    uv_cond_t cond;
+    int state;  /* ZPIN_* */
+    int cancel; /* the finalizer asks a running job to stop */
+};
+
+static int zjob_enter(zjob_t *job)
+{
+    int ok;
+    if (!job->pinned)
+        return 1;
+    uv_mutex_lock(&job->lock);
+    ok = job->state == ZPIN_QUEUED;
+    if (ok)
+        job->state = ZPIN_RUNNING;
+    uv_mutex_unlock(&job->lock);
+    return ok;
+}
+
+static int zjob_cancelled(zjob_t *job)
+{
+    int cancel;
+    if (!job->pinned)
+        return 0;
+    uv_mutex_lock(&job->lock);
+    cancel = job->cancel;
+    uv_mutex_unlock(&job->lock);
+    return cancel;
+}
+
+static void zjob_leave(zjob_t *job)
+{
+    if (!job->pinned)
+        return;
+    uv_mutex_lock(&job->lock);
+    job->state = ZPIN_DONE;
+    uv_cond_signal(&job->cond);
+    uv_mutex_unlock(&job->lock);
+}
+
+/* Runs only for a job still in flight when lua_close finalizes everything;
+ * otherwise push has already cut the pin loose. */
+static int zpin_gc(lua_State *L)
+{
+    zpin_t *pin = lua_touserdata(L, 1);
+    zjob_t *job = pin->job;
+    if (!job)
+        return 0;
+    pin->job = NULL;
+    uv_mutex_lock(&job->lock);
+    if (job->state == ZPIN_QUEUED)
+        job->state = ZPIN_CANCELLED;
+    job->cancel = 1;
+    while (job->state == ZPIN_RUNNING)
+        uv_cond_wait(&job->cond, &job->lock);
+    uv_mutex_unlock(&job->lock);
+    return 0;
+}
+
+/* Cuts the pin loose on the loop thread: the strings may go. */
+static void zjob_unpin(lua_State *L, zjob_t *job)
+{
+    if (!job->pinned || !job->pin)
+        return;
+    job->pin->job = NULL;
+    luaL_unref(L, LUA_REGISTRYINDEX, job->pin_ref);
+    job->pin = NULL;
+    job->pin_ref = LUA_NOREF;
+}
+
+/* Big buffers ask for transparent huge pages: where first touches of fresh
+ * memory are costly (virtual machines), 2 MB pages make them rare. */
+static void zbuf_advise(void *p, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+    uintptr_t page = 4096, start = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)p + len) & ~(page - 1);
+    if (len >= ((size_t)4 << 20) && end > start)
+        madvise((void *)start, end - start, MADV_HUGEPAGE);
+#else
+    (void)p, (void)len;
+#endif
+}
+
+/* How much output to make room for at first. Deflate: deflateBound, so the
+ * buffer never grows. Inflate: the size a single gzip member declares in
+ * its trailer (believed up to deflate's best ratio), otherwise four times
+ * the input; the buffer doubles from there. */
+static size_t zjob_first_capacity(zjob_t *job)
+{
+    size_t hint;
+    if (zmode_deflates(job->mode)) {
+        hint = deflateBound(&job->zs.strm, (uLong)job->in_len);
+        if (job->flush != Z_FINISH)
+            hint += 16; /* the empty stored block of a sync/full flush */
+    } else if ((job->mode == ZMODE_GUNZIP || job->mode == ZMODE_UNZIP) && job->in_len >= 18 &&
+               job->in[0] == 0x1f && job->in[1] == 0x8b) {
+        const unsigned char *t = job->in + job->in_len - 4;
+        hint = (size_t)t[0] | (size_t)t[1] << 8 | (size_t)t[2] << 16 | (size_t)t[3] << 24;
+        if (hint / ZLIB_MAX_RATIO > job->in_len)
+            hint = job->in_len * 4;
+        hint += 1; /* room to see the end without growing */
+    } else {
+        hint = job->in_len * 4;
+    }
+    if (hint < job->chunk)
+        hint = job->chunk;
+    return hint;
+}
+
+/* Makes room for more output: doubles (at least by chunk), never past one
+ * byte over the limit, which is enough to prove the output too large.
+ * Returns 0 or a ZJOB_* failure. */
+static int zjob_grow(zjob_t *job)
+{
+    size_t limit = job->max_out + 1;
+    size_t cap = job->out_cap;
+    unsigned char *nb;
+    if (cap >= limit)
+        return ZJOB_TOO_LARGE;
+    cap = job->out_cap ? job->out_cap * 2 : zjob_first_capacity(job);
+    if (cap - job->out_cap < job->chunk)
+        cap = job->out_cap + job->chunk;
+    if (cap > limit || cap < job->out_cap)
+        cap = limit;
+    nb = realloc(job->out, cap);
+    if (!nb)
+        return ZJOB_NOMEM;
+    zbuf_advise(nb, cap);
+    job->out = nb;
+    job->out_cap = cap;
+    return 0;
+}
+
+/* ---- whole-buffer compression with libdeflate (optional) -----------------
+ *
+ * Built in when CMake finds libdeflate (LUVD_HAVE_LIBDEFLATE). It compresses
+ * a whole buffer at once about twice as fast as zlib at the same level, and
+ * a little smaller: the one-shot deflate, gzip and deflateRaw of inputs of
+ * 64 KB and more use it when the options are ones it has (windowBits 15,
+ * memLevel 8, the default strategy, no dictionary, Z_FINISH, level >= 1).
+ * Smaller inputs keep zlib's bytes, which Node's match for short input.
+ * Decompression, and everything else, stays with zlib. One cost: a
+ * libdeflate job cannot stop half-way, so a runtime torn down under it
+ * waits for it to end (about 20 ms per MB at level 6). */
+
+#define ZLIB_LIBDEFLATE_MIN ((size_t)64 << 10)
+
+#ifdef LUVD_HAVE_LIBDEFLATE
+static int zjob_libdeflate_fits(const zjob_t *job)
+{
+    return zmode_deflates(job->mode) && job->in_len >= ZLIB_LIBDEFLATE_MIN && job->level != 0 &&
+           job->window_bits == 15 && job->mem_level == 8 && job->strategy == Z_DEFAULT_STRATEGY &&
+           !job->dict && job->flush == Z_FINISH;
+}
+
+static void zjob_libdeflate(zjob_t *job)
+{
+    struct libdeflate_compressor *c = libdeflate_alloc_compressor(job->level < 0 ? 6 : job->level);
+    size_t bound, cap;
+    if (!c) {
+        job->fail = ZJOB_NOMEM;
+        return;
+    }
+    bound = job->mode == ZMODE_GZIP      ? libdeflate_gzip_compress_bound(c, job->in_len)
+            : job->mode == ZMODE_DEFLATE ? libdeflate_zlib_compress_bound(c, job->in_len)
+                                         : libdeflate_deflate_compress_bound(c, job->in_len);
+    /* one byte over the limit is enough to prove the output too large */
+    cap = bound <= job->max_out ? bound : job->max_out + 1;
+    job->out = malloc(cap);
+    if (!job->out) {
+        job->fail = ZJOB_NOMEM;
+        goto done;
+    }
+    zbuf_advise(job->out, cap);
+    job->out_cap = cap;
+    job->out_len = job->mode == ZMODE_GZIP
+                       ? libdeflate_gzip_compress(c, job->in, job->in_len, job->out, cap)
+                   : job->mode == ZMODE_DEFLATE
+                       ? libdeflate_zlib_compress(c, job->in, job->in_len, job->out, cap)
+                       : libdeflate_deflate_compress(c, job->in, job->in_len, job->out, cap);
+    if (job->out_len == 0 || job->out_len > job->max_out)
+        job->fail = ZJOB_TOO_LARGE; /* 0: it did not fit, only ever under a limit */
+    else if (job->mode == ZMODE_GZIP)
+        job->out[9] = 3; /* the OS byte: Unix, as zlib and Node write it */
+done:
+    libdeflate_free_compressor(c);
+}
+#endif
+
+/* On a pool thread (or inline): the whole input, to the end, a slice at a
+ * time. */
+static void zjob_work(luvd_work_t *w)
+{
+    zjob_t *job = (zjob_t *)w;
+    zstream_t *zs = &job->zs;
+    z_stream *s = &zs->strm;
+    const unsigned char *next = job->in;
+    size_t left = job->in_len;
+    int rc;
+    if (!zjob_enter(job)) {
+        job->fail = ZJOB_CANCELLED;
+        return;
+    }
+#ifdef LUVD_HAVE_LIBDEFLATE
+    if (zjob_libdeflate_fits(job)) {
+        zjob_libdeflate(job);
+        goto done;
+    }
+#endif
+    rc = zstream_init(zs, job->mode, job->level, job->window_bits, job->mem_level, job->strategy,
+                      job->dict, job->dict_len);
+    if (rc != Z_OK) {
+        job->fail = ZJOB_INIT;
+        job->zerr = rc;
+        goto done;
+    }
+    s->avail_in = 0;
+    for (;;) {
+        size_t room;
+        int flush;
+        if (s->avail_in == 0 && left > 0) {
+            size_t take = left < ZLIB_SLICE_IN ? left : ZLIB_SLICE_IN;
+            s->next_in = (Bytef *)next;
+            s->avail_in = (uInt)take;
+            next += take;
+            left -= take;
+        }
+        flush = left == 0 ? job->flush : Z_NO_FLUSH;
+        if (job->out_len == job->out_cap && (job->fail = zjob_grow(job)) != 0)
+            break;
+        room = job->out_cap - job->out_len;
+        if (room > ZLIB_SLICE_OUT)
+            room = ZLIB_SLICE_OUT;
+        s->next_out = job->out + job->out_len;
+        s->avail_out = (uInt)room;
+        zstream_process(zs, flush);
+        job->out_len += room - s->avail_out;
+        if (zstream_failed(zs, flush, &job->message)) {
+            job->fail = ZJOB_ZLIB;
+            job->zerr = zs->err;
+            break;
+        }
+        if (job->out_len > job->max_out) {
+            job->fail = ZJOB_TOO_LARGE;
+            break;
+        }
+        if (zs->err == Z_STREAM_END) {
+            /* a gzip member that ends with a slice may have more behind it:
+             * the next process() call sees them */
+            if (zs->mode != ZMODE_GUNZIP || s->avail_in > 0 || left == 0)
+                break;
+        } else if (left == 0 && s->avail_out != 0) {
+            break; /* the input is used up and flushed */
+        }
+        if (zjob_cancelled(job)) {
+            job->fail = ZJOB_CANCELLED;
+            break;
+        }
+    }
+done:
+    zstream_end(zs);
+    zjob_leave(job);
+    if (job->fail) {
+        free(job->out);
+        job->out = NULL;
+        job->out_len = job->out_cap = 0;
+    }
+}
+
+/* Under lua_pcall: a string too big for the Lua heap is an error object,
+ * not a panic on the loop thread. */
+static int zjob_push_string(lua_State *L)
+{
+    zjob_t *job = lua_touserdata(L, 1);
+    lua_pushlstring(L, job->out ? (const char *)job->out : "", job->out_len);
+    return 1;
+}
+
+static int zjob_push(lua_State *L, luvd_work_t *w)
+{
+    zjob_t *job = (zjob_t *)w;
+    char msg[96];
+    zjob_unpin(L, job);
+    switch (job->fail) {
+    case ZJOB_OK:
+        lua_pushcfunction(L, zjob_push_string);
+        lua_pushlightuserdata(L, job);
+        if (lua_pcall(L, 1, 1, 0) != 0) {
+            lua_pop(L, 1);
+            snprintf(msg, sizeof msg, "Cannot create a string of %zu bytes: not enough memory",
+                     job->out_len);
+            return luvd__push_error_msg(L, "ERR_MEMORY_ALLOCATION_FAILED", msg);
+        }
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    case ZJOB_ZLIB:
+        luvd__push_error_msg(L, zlib_code_name(job->zerr), job->message);
+        lua_pushinteger(L, job->zerr);
+        lua_setfield(L, -2, "errno");
+        return 1;
+    case ZJOB_INIT:
+        luvd__push_error_msg(L, "ERR_ZLIB_INITIALIZATION_FAILED", "Initialization failed");
+        lua_pushinteger(L, job->zerr);
+        lua_setfield(L, -2, "errno");
+        return 1;
+    case ZJOB_TOO_LARGE:
+        if (job->max_given)
+            snprintf(msg, sizeof msg, "Cannot create a Buffer larger than %zu bytes", job->max_out);
+        else
+            snprintf(msg, sizeof msg, "Cannot create a string longer than %zu bytes", job->max_out);
+        return luvd__push_error_msg(L, "ERR_BUFFER_TOO_LARGE", msg);
+    case ZJOB_CANCELLED: /* only at teardown, where nobody listens */
+        return luvd__push_error_msg(L, "ABORT_ERR", "The operation was aborted");
+    default:
+        luvd__push_error_msg(L, "Z_MEM_ERROR", "insufficient memory");
+        lua_pushinteger(L, Z_MEM_ERROR);
+        lua_setfield(L, -2, "errno");
+        return 1;
+    }
+}
+
+static void zjob_release(luvd_work_t *w)
+{
+    zjob_t *job = (zjob_t *)w;
+    zstream_end(&job->zs);
+    if (job->pinned) {
+        uv_cond_destroy(&job->cond);
+        uv_mutex_destroy(&job->lock);
+    }
+    free(job->out);
+    free(job);
+}
+
+/* Pins the strings at stack indices 3 (input) and 11 (dictionary, or nil)
+ * for an async job. Returns 0 or a libuv error. */
+static int zjob_pin(lua_State *L, zjob_t *job)
+{
+    zpin_t *pin;
+    if (uv_mutex_init(&job->lock) != 0)
+        return UV_ENOMEM;
+    if (uv_cond_init(&job->cond) != 0) {
+        uv_mutex_destroy(&job->lock);
+        return UV_ENOMEM;
+    }
+    pin = lua_newuserdata(L, sizeof *pin);
+    pin->job = job;
+    luaL_getmetatable(L, "luvd.zlib.pin");
+    lua_setmetatable(L, -2);
+    lua_createtable(L, 2, 0);
+    lua_pushvalue(L, 3);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, 11);
+    lua_rawseti(L, -2, 2);
+    lua_setfenv(L, -2);
+    job->pinned = 1;
+    job->pin = pin;
+    job->pin_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* zlib_run(cb|nil, mode, data, level, windowBits, memLevel, strategy,
+ *          chunkSize, maxOutputLength|nil, finishFlush, dictionary|nil)
+ * The job reads the Lua strings in place: the sync form holds them on the
+ * stack for the whole call, the async form pins them (above). */
+static int l_zlib_run(lua_State *L)
+{
+    int async = lua_isfunction(L, 1);
+    size_t in_len, dict_len = 0;
+    int mode = (int)luaL_checkinteger(L, 2);
+    const char *in = luaL_checklstring(L, 3, &in_len);
+    int level = (int)luaL_checkinteger(L, 4);
+    int window_bits = (int)luaL_checkinteger(L, 5);
+    int mem_level = (int)luaL_checkinteger(L, 6);
+    int strategy = (int)luaL_checkinteger(L, 7);
+    lua_Number chunk = luaL_checknumber(L, 8);
+    lua_Number max_out = luaL_optnumber(L, 9, 0);
+    int flush = (int)luaL_checkinteger(L, 10);
+    const char *dict = luaL_optlstring(L, 11, NULL, &dict_len);
+    zpin_t *pin;
+    int n, pin_ref;
+    zjob_t *job;
+    lua_settop(L, 11);
+    job = calloc(1, sizeof *job);
+    if (!job)
+        return luaL_error(L, "zlib: out of memory");
+    job->w.work = zjob_work;
+    job->w.push = zjob_push;
+    job->w.release = zjob_release;
+    job->mode = mode;
+    job->level = level;
+    job->window_bits = window_bits;
+    job->mem_level = mem_level;
+    job->strategy = strategy;
+    job->flush = flush;
+    job->chunk = chunk < 64                            ? 16384
+                 : chunk < (lua_Number)ZLIB_MAX_OUTPUT ? (size_t)chunk
+                                                       : ZLIB_MAX_OUTPUT;
+    job->max_given = max_out >= 1;
+    job->max_out =
+        job->max_given && max_out < (lua_Number)ZLIB_MAX_OUTPUT ? (size_t)max_out : ZLIB_MAX_OUTPUT;
+    job->in = (const unsigned char *)in;
+    job->in_len = in_len;
+    job->dict = (const unsigned char *)dict;
+    job->dict_len = dict_len;
+    job->pin_ref = LUA_NOREF;
+    if (async && (n = zjob_pin(L, job)) != 0) {
+        free(job);
+        return luvd__push_error(L, n, "zlib", NULL, NULL);
+    }
+    pin = job->pin, pin_ref = job->pin_ref;
+    n = luvd__work_run(L, &job->w, 1);
+    if (async && n > 0) { /* not queued: the job is already released */
+        pin->job = NULL;
+        luaL_unref(L, LUA_REGISTRYINDEX, pin_ref);
+    }
+    return n;
+}
+
+/* zlib_crc32(data, value): zlib's CRC-32 continued from value; on the loop
+ * thread, as in Node. */
+static int l_zlib_crc32(lua_State *L)
+{
+    size_t len;
+    const char *data = luaL_checklstring(L, 1, &len);
+    uLong crc = (uLong)luaL_optnumber(L, 2, 0);
+    crc = crc32_z(crc, (const Bytef *)data, len);
+    lua_pushnumber(L, (lua_Number)crc);
+    return 1;
+}
 
 int luvd__open_zlib(lua_State *L)
 {
-    (void)L;
+    luaL_newmetatable(L, "luvd.zlib.pin");
+    lua_pushcfunction(L, zpin_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_zlib_run);
+    lua_setfield(L, -2, "zlib_run");
+    lua_pushcfunction(L, l_zlib_crc32);
+    lua_setfield(L, -2, "zlib_crc32");
+    lua_pushstring(L, zlibVersion());
+    lua_setfield(L, -2, "zlib_version");
+    lua_pushinteger(L, ZLIB_VERNUM);
+    lua_setfield(L, -2, "zlib_vernum");
+#ifdef LUVD_HAVE_LIBDEFLATE
+    lua_pushstring(L, LIBDEFLATE_VERSION_STRING);
+    lua_setfield(L, -2, "libdeflate_version");
+#endif
     return 0;
 }

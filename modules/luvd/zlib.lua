@@ -1,0 +1,200 @@
+-- luvd.zlib: one-shot compression and decompression on the thread pool
+-- (API.md "luvd.zlib, luvd.crypto"; Node's zlib). Streams come later.
+--
+--   zlib.gzip(data[, opts][, cb])    gunzip, deflate, inflate, deflateRaw,
+--                                    inflateRaw, unzip: the same shape
+--   zlib.gzipSync(data[, opts])      ... and every other *Sync
+--   zlib.crc32(data[, value])        CRC-32 (as gzip computes it), continued
+--   zlib.constants, zlib.codes       Node's tables
+--
+-- data is a Lua string (bytes); results are Lua strings. With a callback:
+-- cb(err, result) later. Without one inside a luvd coroutine: returns result
+-- or nil, err. The Sync forms return result or nil, err and never raise for
+-- bad input. unzip takes gzip or zlib data; gunzip (and unzip on gzip data)
+-- decompresses every member of a multi-member file, like Node and gzip -d.
+--
+-- Options (Node's names, ranges and defaults; NaN means the default):
+--   level            -1..9 (Z_DEFAULT_COMPRESSION, -1, is 6)
+--   windowBits       8..15 (15); gzip 9..15; deflateRaw takes 8 as 9;
+--                    inflate, gunzip and unzip: 0 reads it from the header
+--   memLevel         1..9 (8)
+--   strategy         Z_DEFAULT_STRATEGY, Z_FILTERED, Z_HUFFMAN_ONLY, Z_RLE,
+--                    Z_FIXED (0..4)
+--   chunkSize        >= 64 (16384): the smallest step by which the output
+--                    buffer grows (compression allocates deflateBound once)
+--   maxOutputLength  1..kMaxLength: a longer result fails with
+--                    ERR_BUFFER_TOO_LARGE ("Cannot create a Buffer larger
+--                    than N bytes", Node's words) as soon as it is seen, so
+--                    a zip bomb costs at most this much memory. kMaxLength,
+--                    the default, is the longest Lua string, 2147483391
+--                    bytes ("Cannot create a string longer than ...").
+--   finishFlush      Z_NO_FLUSH..Z_BLOCK (Z_FINISH); Z_SYNC_FLUSH reads
+--                    truncated input without an "unexpected end of file"
+--   dictionary       a string: preset dictionary (not for gzip/gunzip)
+--
+-- Failures of the data are error objects: code "Z_DATA_ERROR" (message
+-- from zlib: "incorrect header check", "invalid stored block lengths",
+-- "incorrect data check", ...), "Z_BUF_ERROR" ("unexpected end of file"),
+-- "Z_NEED_DICT", "ERR_BUFFER_TOO_LARGE"; zlib's errors carry `errno`.
+--
+-- The pool job reads the input string in place (no copy) and, in a build
+-- with libdeflate, compresses inputs of 64 KB and more with it when the
+-- options allow (server/zlib/zlib.c says when): same format, other bytes.
+
+local core = require "luvd.core"
+local loop = require "luvd.loop"
+
+local type, floor, ceil, tostring = type, math.floor, math.ceil, tostring
+local fmt = string.format
+local pool_call, pool_sync = loop.pool_call, loop.pool_sync
+local zlib_run, zlib_crc32 = core.zlib_run, core.zlib_crc32
+
+local zlib = {}
+
+local constants = {
+    Z_NO_FLUSH = 0, Z_PARTIAL_FLUSH = 1, Z_SYNC_FLUSH = 2, Z_FULL_FLUSH = 3,
+    Z_FINISH = 4, Z_BLOCK = 5,
+    Z_OK = 0, Z_STREAM_END = 1, Z_NEED_DICT = 2, Z_ERRNO = -1, Z_STREAM_ERROR = -2,
+    Z_DATA_ERROR = -3, Z_MEM_ERROR = -4, Z_BUF_ERROR = -5, Z_VERSION_ERROR = -6,
+    Z_NO_COMPRESSION = 0, Z_BEST_SPEED = 1, Z_BEST_COMPRESSION = 9,
+    Z_DEFAULT_COMPRESSION = -1,
+    Z_FILTERED = 1, Z_HUFFMAN_ONLY = 2, Z_RLE = 3, Z_FIXED = 4, Z_DEFAULT_STRATEGY = 0,
+    ZLIB_VERNUM = core.zlib_vernum,
+    DEFLATE = 1, INFLATE = 2, GZIP = 3, GUNZIP = 4, DEFLATERAW = 5, INFLATERAW = 6,
+    UNZIP = 7,
+    Z_MIN_WINDOWBITS = 8, Z_MAX_WINDOWBITS = 15, Z_DEFAULT_WINDOWBITS = 15,
+    Z_MIN_CHUNK = 64, Z_MAX_CHUNK = math.huge, Z_DEFAULT_CHUNK = 16384,
+    Z_MIN_MEMLEVEL = 1, Z_MAX_MEMLEVEL = 9, Z_DEFAULT_MEMLEVEL = 8,
+    Z_MIN_LEVEL = -1, Z_MAX_LEVEL = 9, Z_DEFAULT_LEVEL = -1,
+}
+zlib.constants = constants
+
+local codes = {}
+for _, name in ipairs { "Z_OK", "Z_STREAM_END", "Z_NEED_DICT", "Z_ERRNO", "Z_STREAM_ERROR",
+                        "Z_DATA_ERROR", "Z_MEM_ERROR", "Z_BUF_ERROR", "Z_VERSION_ERROR" } do
+    codes[name] = constants[name]
+    codes[constants[name]] = name
+end
+zlib.codes = codes
+
+-- The longest Lua string (LJ_MAX_STR - 1): Node's kMaxLength for luvd.
+local K_MAX_LENGTH = 2147483391
+
+local DEFLATE, INFLATE, GZIP, GUNZIP = 1, 2, 3, 4
+local DEFLATERAW, INFLATERAW, UNZIP = 5, 6, 7
+local Z_FINISH = 4
+
+-- Misuse -------------------------------------------------------------------
+
+-- Errors point at the caller of the public function (level 4 from here:
+-- raise <- check <- options <- zlib.X <- caller).
+local function show(v)
+    if v ~= v then return "NaN" end
+    if v == math.huge then return "Infinity" end
+    if v == -math.huge then return "-Infinity" end
+    if v == floor(v) and v > -2^53 and v < 2^53 then return fmt("%.0f", v) end
+    return tostring(v)
+end
+
+local function type_error(fname, i, what, expected, got, level)
+    error(fmt("%s: bad argument #%d '%s' (%s expected, got %s)",
+        fname, i, what, expected, type(got)), level)
+end
+
+local function range_error(fname, name, must, v, level)
+    error(fmt('%s: The value of "%s" is out of range. It must be %s. Received %s',
+        fname, name, must, show(v)), level)
+end
+
+-- Node's checkRangesOrGetDefault: nil and NaN give the default, a finite
+-- number in range is truncated to an integer, anything else raises.
+local function ranged(fname, opts, key, lo, hi, default)
+    local v = opts[key]
+    if v == nil then return default end
+    if type(v) ~= "number" then type_error(fname, 2, "options." .. key, "number", v, 5) end
+    if v ~= v then return default end
+    if v == math.huge or v == -math.huge then
+        range_error(fname, "options." .. key, "a finite number", v, 5)
+    end
+    if v < lo or v > hi then
+        local must = hi == math.huge and fmt(">= %s", show(lo))
+            or fmt(">= %s and <= %s", show(lo), show(hi))
+        range_error(fname, "options." .. key, must, v, 5)
+    end
+    return v < 0 and ceil(v) or floor(v)
+end
+
+-- Returns the binding's option arguments: level, windowBits, memLevel,
+-- strategy, chunkSize, maxOutputLength (nil: the default), finishFlush,
+-- dictionary.
+local function options(fname, mode, opts)
+    if opts == nil then
+        local wbits = (mode == INFLATE or mode == GUNZIP or mode == UNZIP) and 0 or 15
+        return -1, wbits, 8, 0, 16384, nil, Z_FINISH, nil
+    end
+    if type(opts) ~= "table" then type_error(fname, 2, "options", "table", opts, 4) end
+    local wbits
+    local w = opts.windowBits
+    if (w == nil or w == 0) and (mode == INFLATE or mode == GUNZIP or mode == UNZIP) then
+        wbits = 0
+    else
+        wbits = ranged(fname, opts, "windowBits", mode == GZIP and 9 or 8, 15, 15)
+        if mode == DEFLATERAW and wbits == 8 then wbits = 9 end
+    end
+    local level = ranged(fname, opts, "level", -1, 9, -1)
+    local mem_level = ranged(fname, opts, "memLevel", 1, 9, 8)
+    local strategy = ranged(fname, opts, "strategy", 0, 4, 0)
+    local chunk = ranged(fname, opts, "chunkSize", 64, math.huge, 16384)
+    ranged(fname, opts, "flush", 0, 5, 0) -- checked as Node does; streams use it
+    local flush = ranged(fname, opts, "finishFlush", 0, 5, Z_FINISH)
+    local max_out = ranged(fname, opts, "maxOutputLength", 1, K_MAX_LENGTH, nil)
+    local dict = opts.dictionary
+    if dict ~= nil and type(dict) ~= "string" then
+        type_error(fname, 2, "options.dictionary", "string", dict, 4)
+    end
+    if mode == GZIP or mode == GUNZIP then dict = nil end -- as in Node: gzip has none
+    return level, wbits, mem_level, strategy, chunk, max_out, flush, dict
+end
+
+-- The seven functions ------------------------------------------------------
+
+local function define(name, mode)
+    local fname, sname = "zlib." .. name, "zlib." .. name .. "Sync"
+    zlib[name] = function(data, opts, cb)
+        if cb == nil and type(opts) == "function" then opts, cb = nil, opts end
+        if type(data) ~= "string" then type_error(fname, 1, "buffer", "string", data, 3) end
+        if cb ~= nil and type(cb) ~= "function" then
+            type_error(fname, 3, "callback", "function", cb, 3)
+        end
+        return pool_call(fname, cb, zlib_run, mode, data, options(fname, mode, opts))
+    end
+    zlib[name .. "Sync"] = function(data, opts)
+        if type(data) ~= "string" then type_error(sname, 1, "buffer", "string", data, 3) end
+        return pool_sync(zlib_run, mode, data, options(sname, mode, opts))
+    end
+end
+
+define("deflate", DEFLATE)
+define("inflate", INFLATE)
+define("gzip", GZIP)
+define("gunzip", GUNZIP)
+define("deflateRaw", DEFLATERAW)
+define("inflateRaw", INFLATERAW)
+define("unzip", UNZIP)
+
+-- crc32(data[, value]): CRC-32 of data continued from value (a previous
+-- result), an unsigned 32-bit number; on the calling thread, as in Node.
+function zlib.crc32(data, value)
+    if type(data) ~= "string" then type_error("zlib.crc32", 1, "data", "string", data, 3) end
+    if value ~= nil then
+        if type(value) ~= "number" then
+            type_error("zlib.crc32", 2, "value", "number", value, 3)
+        end
+        if not (value >= 0 and value <= 4294967295 and value == floor(value)) then
+            range_error("zlib.crc32", "value", ">= 0 && <= 4294967295", value, 3)
+        end
+    end
+    return zlib_crc32(data, value or 0)
+end
+
+return zlib
