@@ -140,8 +140,21 @@ local function run_microtasks()
     end
 end
 
+-- After the natural "exit" event, V8 still drains its microtasks but Node
+-- runs no more ticks: drop_ticks() discards them from then on.
+local ticks_dropped = false
+function M.drop_ticks()
+    ticks_dropped = true
+end
+
 -- processTicksAndRejections
 local function drain()
+    if ticks_dropped then
+        for i = tick_head, tick_tail - 1 do tick_fn[i], tick_args[i] = nil, nil end
+        tick_head, tick_tail = 1, 1
+        run_microtasks()
+        return
+    end
     repeat
         while tick_head < tick_tail do
             local ok, err = xpcall(run_ticks_raw, on_error)
@@ -454,10 +467,9 @@ local function call_timer(timer)
     end
 end
 
--- Returns true when a callback raised (see process_timers).
 local function list_on_timeout(list, now)
     local msecs = list.msecs
-    local ran, failed = false, false
+    local ran = false
     while true do
         local timer = list[NEXT]
         if timer == list then break end
@@ -467,7 +479,7 @@ local function list_on_timeout(list, now)
             list.id = next_list_id
             next_list_id = next_list_id + 1
             heap_down(list.pos)
-            return failed
+            return
         end
         if ran then run_next_ticks() else ran = true end
         -- a tick may have cleared this very timer
@@ -491,7 +503,6 @@ local function list_on_timeout(list, now)
                 update_timer_ref()
                 uncaught(err)
                 ran = false
-                failed = true
             end
         end
     end
@@ -499,7 +510,6 @@ local function list_on_timeout(list, now)
         timer_lists[msecs] = nil
         heap_remove_at(list.pos)
     end
-    return failed
 end
 
 -- Called by C when the uv timer fires, with the loop's cached now.
@@ -513,7 +523,9 @@ function M.process_timers(now)
             break
         end
         if ran_list then run_next_ticks() else ran_list = true end
-        if list_on_timeout(list, now) then ran_list = false end
+        -- Node restarts processTimers after an error, but within the same
+        -- list; the next list still sees ticks run before it.
+        list_on_timeout(list, now)
     end
     update_timer_ref()
     if next_expiry ~= math.huge then

@@ -195,6 +195,7 @@ local function emit_exit()
     exiting = true
     process._exiting = true
     local ok, err = xpcall(process.emit, loop.on_error, process, "exit", exit_code())
+    loop.drop_ticks()
     if not ok then
         core.write(stderr_fd, (loop.traceback(err) or tostring(err)) .. "\n")
         process.exitCode = 7
