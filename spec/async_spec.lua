@@ -3,75 +3,13 @@
 -- twins in the comments, run under node 20.
 
 local Promise = require "luvd.promise"
-local loop = require "luvd.loop"
 local A = require "luvd.async"
 local async, await = A.async, A.await
 local sleep = require("luvd").sleep
 
-local function flush()
-    sleep(1)
-end
-
-local function chain(log, name, n)
-    local p = Promise.resolve()
-    for i = 1, n do
-        p = p:next(function()
-            log[#log + 1] = name .. i
-        end)
-    end
-end
-
-local function joined(log)
-    return table.concat(log, " ")
-end
-
--- Rejection tracking is stubbed, as in promise_spec.lua: a rejection left
--- unhandled that a spec did not expect fails it.
-local reports
-local saved_unhandled, saved_handled
-local expect_unhandled
-
-before_each(function()
-    reports = {}
-    expect_unhandled = false
-    saved_unhandled, saved_handled = loop.rejection_unhandled, loop.rejection_handled
-    loop.rejection_unhandled = function(p, reason)
-        reports[#reports + 1] = { "unhandled", p, reason }
-    end
-    loop.rejection_handled = function(p)
-        reports[#reports + 1] = { "handled", p }
-    end
-end)
-
-after_each(function()
-    loop.rejection_unhandled, loop.rejection_handled = saved_unhandled, saved_handled
-end)
-
-local function check_rejections()
-    flush()
-    if expect_unhandled then
-        return
-    end
-    local open = {}
-    for _, r in ipairs(reports) do
-        if r[1] == "unhandled" then
-            open[r[2]] = r[3]
-        else
-            open[r[2]] = nil
-        end
-    end
-    for _, reason in pairs(open) do
-        error("unexpected unhandled rejection: " .. tostring(reason), 0)
-    end
-end
-
-local busted_it = it
-local function it(name, body)
-    busted_it(name, function()
-        body()
-        check_rejections()
-    end)
-end
+local H = require "spec.support.promise_harness"
+local flush, chain, joined = H.flush, H.chain, H.joined
+local it = H.install(it, before_each, after_each)
 
 describe("async", function()
     it("returns a promise of the function's first result", function()
@@ -127,11 +65,11 @@ describe("async", function()
         assert.equal(2, calls)
     end)
 
-    it("reports an unhandled rejection of its promise", function()
-        expect_unhandled = true
+    it("H.reports an unhandled rejection of its promise", function()
+        H.expect_unhandled = true
         local p = async(function() error("nobody listens", 0) end)()
-        assert.equal(1, #reports)
-        assert.same({ "unhandled", p, "nobody listens" }, reports[1])
+        assert.equal(1, #H.reports)
+        assert.same({ "unhandled", p, "nobody listens" }, H.reports[1])
     end)
 
     it("adopts a returned promise", function()
@@ -219,9 +157,9 @@ describe("await", function()
     it("marks the awaited promise handled", function()
         local p = Promise.reject("r")
         pcall(await, p)
-        assert.same({ "unhandled", p, "r" }, reports[1])
-        assert.same({ "handled", p }, reports[2])
-        assert.equal(2, #reports)
+        assert.same({ "unhandled", p, "r" }, H.reports[1])
+        assert.same({ "handled", p }, H.reports[2])
+        assert.equal(2, #H.reports)
     end)
 
     it("raises a clear error outside a luvd coroutine", function()

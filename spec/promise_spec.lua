@@ -7,82 +7,16 @@
 -- queue run dry: a timer fires only after it is empty.
 
 local Promise = require "luvd.promise"
-local loop = require "luvd.loop"
 local await = require("luvd.async").await
 local sleep = require("luvd").sleep
 
-local function flush()
-    sleep(1)
-end
+local H = require "spec.support.promise_harness"
+local flush, chain, joined = H.flush, H.chain, H.joined
+local it = H.install(it, before_each, after_each)
 
 -- The state of p as tostring shows it.
 local function state(p)
     return tostring(p)
-end
-
--- Appends name1..nameN to log, one per tick: the yardstick of the order
--- specs (JavaScript: `let p = Promise.resolve(); p = p.then(...)`).
-local function chain(log, name, n)
-    local p = Promise.resolve()
-    for i = 1, n do
-        p = p:next(function()
-            log[#log + 1] = name .. i
-        end)
-    end
-end
-
-local function joined(log)
-    return table.concat(log, " ")
-end
-
--- Rejection tracking is stubbed for this file: each spec sees what was
--- reported, and a rejection left unhandled that a spec did not expect
--- fails it instead of ending the run. The check runs at the end of the
--- spec body (the `it` below), where a failure counts as the spec's.
-local reports
-local saved_unhandled, saved_handled
-local expect_unhandled
-
-before_each(function()
-    reports = {}
-    expect_unhandled = false
-    saved_unhandled, saved_handled = loop.rejection_unhandled, loop.rejection_handled
-    loop.rejection_unhandled = function(p, reason)
-        reports[#reports + 1] = { "unhandled", p, reason }
-    end
-    loop.rejection_handled = function(p)
-        reports[#reports + 1] = { "handled", p }
-    end
-end)
-
-after_each(function()
-    loop.rejection_unhandled, loop.rejection_handled = saved_unhandled, saved_handled
-end)
-
-local function check_rejections()
-    flush()
-    if expect_unhandled then
-        return
-    end
-    local open = {}
-    for _, r in ipairs(reports) do
-        if r[1] == "unhandled" then
-            open[r[2]] = r[3]
-        else
-            open[r[2]] = nil
-        end
-    end
-    for _, reason in pairs(open) do
-        error("unexpected unhandled rejection: " .. tostring(reason), 0)
-    end
-end
-
-local busted_it = it
-local function it(name, body)
-    busted_it(name, function()
-        body()
-        check_rejections()
-    end)
 end
 
 -- A+ 2.1 ----------------------------------------------------------------------
@@ -271,7 +205,7 @@ describe("2.2 the next method", function()
         assert.equal("Promise { 20 }", state(results[2]))
         assert.equal("Promise { <rejected> three }", state(results[3]))
         assert.equal("Promise { 50 }", state(results[5]))
-        expect_unhandled = true -- results[3]
+        H.expect_unhandled = true -- results[3]
     end)
 
     it("2.2.6 onRejected handlers run in order, each once", function()
@@ -656,7 +590,7 @@ describe("Promise.all", function()
 end)
 
 describe("Promise.allSettled", function()
-    it("reports every outcome in list order", function()
+    it("H.reports every outcome in list order", function()
         local calls = 0
         local err = { "e" }
         Promise.allSettled({ n = 4, Promise.reject(err), 2, nil, Promise.resolve("v") })
@@ -917,18 +851,18 @@ end)
 -- Rejection tracking -----------------------------------------------------------------
 
 describe("rejection tracking", function()
-    it("reports a rejection with no handler, and a handler added later", function()
-        expect_unhandled = true
+    it("H.reports a rejection with no handler, and a handler added later", function()
+        H.expect_unhandled = true
         local p = Promise.reject("r")
-        assert.equal(1, #reports)
-        assert.same({ "unhandled", p, "r" }, reports[1])
+        assert.equal(1, #H.reports)
+        assert.same({ "unhandled", p, "r" }, H.reports[1])
         local calls = 0
         p:catch(function() calls = calls + 1 end)
-        assert.same({ "handled", p }, reports[2])
+        assert.same({ "handled", p }, H.reports[2])
         -- a second handler is not news
         p:catch(function() calls = calls + 1 end)
         flush()
-        assert.equal(2, #reports)
+        assert.equal(2, #H.reports)
         assert.equal(2, calls)
     end)
 
@@ -939,21 +873,21 @@ describe("rejection tracking", function()
         p:catch(function() calls = calls + 1 end)
         reject("r")
         flush()
-        assert.equal(0, #reports)
+        assert.equal(0, #H.reports)
         assert.equal(1, calls)
     end)
 
-    it("reports the promise that next returns when nothing handles it", function()
-        expect_unhandled = true
+    it("H.reports the promise that next returns when nothing handles it", function()
+        H.expect_unhandled = true
         local p2 = Promise.resolve():next(function() error("boom", 0) end)
         flush()
-        assert.equal(1, #reports)
-        assert.same({ "unhandled", p2, "boom" }, reports[1])
-        -- a pass-through chain reports only its end
+        assert.equal(1, #H.reports)
+        assert.same({ "unhandled", p2, "boom" }, H.reports[1])
+        -- a pass-through chain H.reports only its end
         local p4 = Promise.reject("x"):next(function() end):next(function() end)
         flush()
         local unhandled = {}
-        for _, r in ipairs(reports) do
+        for _, r in ipairs(H.reports) do
             if r[1] == "unhandled" then unhandled[#unhandled + 1] = r[2] end
         end
         -- Promise.reject("x") itself is reported and then handled
