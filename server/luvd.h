@@ -125,11 +125,158 @@ int luvd__open_pipe(lua_State *L);
 int luvd__open_udp(lua_State *L);
 int luvd__open_tls(lua_State *L);
 
+/* ---- stream/stream.c, io/tcp.c, io/pipe.c: the native stream core ---------
+ *
+ * A luvd_stream_t is a byte stream as the core sees it: a uv stream (tcp,
+ * pipe, tty) today, a TLS stream over one tomorrow. Three seams let a
+ * layer sit between a uv stream and Lua without the core knowing it:
+ *   - ops: how to read, write, shut down and close this kind of stream;
+ *   - sink: who consumes what the stream reads (Lua by default; the native
+ *     pipe, or a TLS engine feeding its BIO, install their own);
+ *   - on_event: who hears shutdown/connect/connection/close (Lua by default).
+ * Writes take a luvd_write_t owned by the caller, together with the bytes it
+ * points at, until its callback runs (or until write returns 1: all written
+ * at once, no callback). Lifetime: the Lua userdata holds a pointer to the
+ * struct; a registry self-reference keeps it alive while the handle is open;
+ * the struct is freed once both the close callback has run and the userdata
+ * was collected, so a pointer Lua holds through FFI never dangles. */
+typedef struct luvd_stream_s luvd_stream_t;
+typedef struct luvd_write_s luvd_write_t;
+typedef struct luvd_stream_ctx_s luvd_stream_ctx_t;
+typedef struct luvd_npipe_s luvd_npipe_t;
+
+struct luvd_write_s {
+    uv_write_t req;
+    luvd_stream_t *stream;
+    void (*cb)(luvd_write_t *w, int status); /* status < 0: not all written */
+    void *data;                              /* the owner's */
+};
+
+typedef struct luvd_stream_sink_s {
+    /* The buffer for the next read. */
+    void (*alloc)(luvd_stream_t *s, size_t suggested, uv_buf_t *buf);
+    /* nread > 0: bytes in buf; UV_EOF or another error: the read side ended
+     * (reading has stopped); 0: nothing read, buf only comes back. */
+    void (*read)(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+} luvd_stream_sink_t;
+
+typedef struct luvd_stream_ops_s {
+    const char *name;
+    int (*read_start)(luvd_stream_t *s);
+    int (*read_stop)(luvd_stream_t *s);
+    /* Takes w and the bytes behind bufs (bufs itself may be reused at once).
+     * Returns 1 when all was written now (w->cb is not called), 0 when
+     * queued (w->cb runs later, also on close, with UV_ECANCELED), or a
+     * negative error (w->cb is not called). */
+    int (*write)(luvd_stream_t *s, luvd_write_t *w, uv_buf_t *bufs, unsigned nbufs);
+    /* Bytes accepted by write but not yet handed to the OS. */
+    size_t (*queued)(luvd_stream_t *s);
+    /* After queued writes: ends the write side; LUVD_EV_SHUTDOWN follows. */
+    int (*shutdown)(luvd_stream_t *s);
+    /* LUVD_EV_CLOSE follows; queued writes call back with UV_ECANCELED. */
+    void (*close)(luvd_stream_t *s);
+} luvd_stream_ops_t;
+
+/* Events a stream's owner hears (on_event, or Lua's dispatch function). */
+enum luvd_stream_event {
+    LUVD_EV_DATA = 1,   /* Lua only: a chunk */
+    LUVD_EV_READEND,    /* Lua only: status (UV_EOF or an error) */
+    LUVD_EV_WRITE,      /* Lua only: status of Lua's write in flight */
+    LUVD_EV_SHUTDOWN,   /* status */
+    LUVD_EV_CONNECT,    /* status */
+    LUVD_EV_CONNECTION, /* status (Lua also gets the accepted client) */
+    LUVD_EV_CLOSE
+};
+
+/* Kinds of uv stream (luvd_stream_t.kind). */
+enum luvd_stream_kind { LUVD_KIND_TCP = 1, LUVD_KIND_PIPE, LUVD_KIND_TTY };
+
+enum luvd_stream_flag {
+    LUVD_SF_INIT = 1 << 0,    /* the uv handle is initialised */
+    LUVD_SF_CLOSING = 1 << 1, /* close asked for */
+    LUVD_SF_CLOSED = 1 << 2,  /* the close callback ran */
+    LUVD_SF_GC = 1 << 3,      /* the userdata was collected */
+    LUVD_SF_READING = 1 << 4,
+    LUVD_SF_LUA_WRITING = 1 << 5,
+    LUVD_SF_SHUTTING = 1 << 6, /* shutdown asked for */
+    LUVD_SF_LISTENING = 1 << 7,
+    LUVD_SF_CONNECTING = 1 << 8
+};
+
+struct luvd_stream_s {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_tty_t tty;
+    } h;
+    const luvd_stream_ops_t *ops;
+    luvd_runtime_t *rt;
+    luvd_stream_ctx_t *ctx;
+    const luvd_stream_sink_t *sink; /* NULL: Lua */
+    void *sink_data;
+    void (*on_event)(luvd_stream_t *s, int ev, int status); /* NULL: Lua */
+    void *event_data;
+    int kind;
+    unsigned flags;    /* LUVD_SF_* */
+    int self_ref;      /* the userdata, while the handle is open */
+    int owner_ref;     /* the Lua object events go to */
+    uint64_t bytes_read, bytes_written;
+    luvd_npipe_t *pipe_in;  /* the native pipe reading this stream */
+    luvd_npipe_t *pipe_out; /* the native pipe writing into it */
+    luvd_write_t lua_write; /* the one write Lua has in flight */
+    uv_shutdown_t shutdown_req;
+    uv_connect_t connect_req;
+};
+
+/* FFI (modules/luvd/net.lua): no lua_State, never raise. */
+typedef struct luvd_buf_s {
+    const char *base;
+    size_t len;
+} luvd_buf_t; /* laid out as uv_buf_t */
+int luvd_stream_read_start(luvd_stream_t *s);
+int luvd_stream_read_stop(luvd_stream_t *s);
+/* 0: written now; 1: queued, LUVD_EV_WRITE follows; < 0: an error. The
+ * caller keeps the bytes alive until LUVD_EV_WRITE. */
+int luvd_stream_write(luvd_stream_t *s, const char *data, size_t len);
+int luvd_stream_writev(luvd_stream_t *s, const luvd_buf_t *bufs, int nbufs);
+int luvd_stream_shutdown(luvd_stream_t *s);
+double luvd_stream_queued(luvd_stream_t *s);
+double luvd_stream_bytes_read(luvd_stream_t *s);
+double luvd_stream_bytes_written(luvd_stream_t *s);
+
+/* The C side, for tcp.c, pipe.c and layers over the core (TLS). */
+/* Pushes a new userdata owning a zeroed stream of this kind, handle not
+ * yet initialised; the caller initialises s->h and calls
+ * luvd__stream_opened(L, s). */
+luvd_stream_t *luvd__stream_new(lua_State *L, int kind);
+/* The handle is initialised: takes the self-reference (userdata on top). */
+void luvd__stream_opened(lua_State *L, luvd_stream_t *s);
+luvd_stream_t *luvd__stream_check(lua_State *L, int idx);
+int luvd__stream_write(luvd_stream_t *s, luvd_write_t *w, uv_buf_t *bufs, unsigned nbufs);
+void luvd__stream_close(luvd_stream_t *s);
+/* Hands a read to the sink; the uv read callback of every stream kind. */
+void luvd__stream_on_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+/* Tells the owner (on_event or Lua) about ev; status < 0 is an error. */
+void luvd__stream_emit(luvd_stream_t *s, int ev, int status);
+/* The uv_connect_cb of every kind: LUVD_EV_CONNECT to the owner. */
+void luvd__stream_connect_cb(uv_connect_t *req, int status);
+extern const luvd_stream_ops_t luvd__uv_stream_ops;
+int luvd__tcp_init_client(luvd_stream_t *server, luvd_stream_t *client);
+int luvd__pipe_init_client(luvd_stream_t *server, luvd_stream_t *client);
+
 /* ---- process.c ---------------------------------------------------------- */
 int luvd__open_process(lua_State *L);
 
 /* ---- version.c ---------------------------------------------------------- */
 int luvd__open_version(lua_State *L);
 void luvd__print_versions(void);
+
+/* ---- io/udp.c: FFI hot path, no lua_State ------------------------------ */
+typedef struct luvd_udp_s luvd_udp_t;
+/* Sends a datagram now; ud is the socket userdata's payload. Returns the
+ * bytes sent, UV_EAGAIN (queue it with udp_send) or a negative error. */
+int luvd_udp_try_send(luvd_udp_t **ud, const char *data, size_t len, const char *ip, int port);
 
 #endif
