@@ -8,7 +8,20 @@ local errors = require "luvd.errors"
 local type, tostring, tonumber, floor = type, tostring, tonumber, math.floor
 local stderr_fd = 2
 
-local process = EventEmitter:new()
+-- stdout and stderr are Writables made on first use: luvd.stream costs a
+-- few milliseconds to load, and most programs never touch them.
+local Process = EventEmitter:extend("Process")
+local lazy_fields = {} -- name -> function() that makes the value
+Process.__index = function(t, k)
+    local make = lazy_fields[k]
+    if make then
+        local v = make()
+        rawset(t, k, v)
+        return v
+    end
+    return Process[k]
+end
+local process = Process:new()
 
 local versions = {}
 for k, v in pairs(core.versions) do versions[k] = v end
@@ -114,37 +127,21 @@ function process.kill(pid, sig)
     return true
 end
 
--- stdout / stderr: synchronous writes, as Node does for files and pipes.
--- The full Writable comes with luvd.stream.
-local StdWriter = {}
-StdWriter.__index = StdWriter
-StdWriter.__name = "WriteStream"
-
-function StdWriter:write(chunk, cb)
-    if type(chunk) ~= "string" then
-        if type(chunk) == "number" then
-            chunk = tostring(chunk)
-        else
-            loop.argerror("stream:write", 1, "chunk", "string", chunk)
-        end
-    end
-    core.write(self.fd, chunk)
-    if type(cb) == "function" then loop.next_tick(cb) end
-    return true
+-- stdout / stderr: Writables whose writes are synchronous, as Node's are
+-- for files and pipes, so output is never lost at exit.
+local function std_writer(fd)
+    local Writable = require("luvd.stream").Writable
+    local w = Writable:new{
+        write = function(_, chunk, _, cb)
+            core.write(fd, chunk)
+            cb()
+        end,
+    }
+    w.fd, w.isTTY = fd, core.isatty(fd)
+    return w
 end
-
-function StdWriter:finish(chunk, cb)
-    if type(chunk) == "function" then chunk, cb = nil, chunk end
-    if chunk then self:write(chunk) end
-    if type(cb) == "function" then loop.next_tick(cb) end
-    return self
-end
-
-function StdWriter:on() return self end
-StdWriter.once = StdWriter.on
-
-process.stdout = setmetatable({ fd = 1, isTTY = core.isatty(1) }, StdWriter)
-process.stderr = setmetatable({ fd = 2, isTTY = core.isatty(2) }, StdWriter)
+lazy_fields.stdout = function() return std_writer(1) end
+lazy_fields.stderr = function() return std_writer(2) end
 
 -- Warnings ------------------------------------------------------------------
 
