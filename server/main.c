@@ -1,4 +1,5 @@
 /* The luvd command line: options, LUVD_OPTIONS, and starting the runtime. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,9 @@ int main(int argc, char **argv)
     memset(&opts, 0, sizeof opts);
     opts.is_main_thread = 1;
     argv = uv_setup_args(argc, argv);
+    /* As Node: a write to a closed pipe or socket is an EPIPE error on that
+     * stream, not the death of the process. */
+    signal(SIGPIPE, SIG_IGN);
     /* Line-buffered stdout, so print() output interleaves with process.stdout
      * and a killed process has lost nothing already printed, as in Node. */
     setvbuf(stdout, NULL, _IOLBF, 0);

@@ -45,6 +45,8 @@
 --                  macOS and Windows only: on Linux only the top
 --                  directory is watched.
 --   EMFILE         see "Too many open files" below.
+--   streams        createReadStream / createWriteStream: see "Streams"
+--                  below (ReadStream and WriteStream, Node's options).
 
 local core = require "luvd.core"
 local loop = require "luvd.loop"
@@ -58,6 +60,7 @@ local pool_call, pool_sync, next_tick = loop.pool_call, loop.pool_sync, loop.nex
 local continuation, wait, finish = loop.continuation, loop.wait, loop.finish
 
 local C_open, C_close, C_read, C_write = core.fs_open, core.fs_close, core.fs_read, core.fs_write
+local C_writev = core.fs_writev
 local C_stat, C_lstat, C_fstat = core.fs_stat, core.fs_lstat, core.fs_fstat
 local C_read_file, C_write_file, C_copy_file =
     core.fs_read_file, core.fs_write_file, core.fs_copy_file
@@ -756,5 +759,233 @@ function fs.watch(path, opts, listener)
     if listener then w:on("change", listener) end
     return w
 end
+
+-- Streams --------------------------------------------------------------------------
+-- createReadStream(path[, opts]) -> ReadStream, a Readable of the file's bytes.
+--   opts (or an encoding string): start, ["end"] (inclusive, as in Node),
+--   highWaterMark (64 KB), fd (an open descriptor; no open, no "open"),
+--   autoClose (true: close the descriptor after "end" or an error), flags
+--   ("r"), mode, encoding, emitClose. Each _read is one pooled read of at
+--   most min(size, highWaterMark, bytes left before end); without start the
+--   file position is used (so pipes and devices work), with it pread.
+--   Events "open"(fd), "ready", "data", "end", "close", "error" (open and
+--   read failures: the fs error objects). Fields path, fd, bytesRead,
+--   pending.
+-- createWriteStream(path[, opts]) -> WriteStream, a Writable.
+--   opts: flags ("w"), mode (0o666), start (write from this offset, with
+--   pwrite), fd, autoClose, highWaterMark (16 KB), emitClose. Queued chunks
+--   go out together: _writev copies them into one buffer and writes it with
+--   one call on one pool trip. Events "open"(fd), "ready", "finish",
+--   "close", "error"; fields path, fd, bytesWritten, pending.
+-- A destroy while a read or write is in flight closes the descriptor when
+-- that call comes back, never under it.
+
+local stream = require "luvd.stream"
+local Readable, Writable = stream.Readable, stream.Writable
+
+local function stream_open(self, cb)
+    if self.fd then return cb() end
+    fs.open(self.path, self.flags, self.mode, function(err, fd)
+        if err then return cb(err) end
+        self.fd = fd
+        self.pending = false
+        self:emit("open", fd)
+        self:emit("ready")
+        return cb()
+    end)
+end
+
+-- Closes the descriptor (if ours) once no call on it is in flight.
+local function stream_close(self, err, cb)
+    local fd = self.fd
+    if fd and self.autoClose then
+        self.fd = false
+        fs.close(fd, function(cerr) return cb(err or cerr) end)
+    else
+        cb(err)
+    end
+end
+
+local function stream_destroy(self, err, cb)
+    if self._io then
+        self._after_io = function() return stream_close(self, err, cb) end
+    else
+        stream_close(self, err, cb)
+    end
+end
+
+local function io_done(self)
+    self._io = false
+    local after = self._after_io
+    if after then
+        self._after_io = false
+        after()
+        return true
+    end
+    return false
+end
+
+local function stream_number(fname, name, v)
+    if v == nil then return nil end
+    if type(v) ~= "number" then bad_type(fname, 2, "options." .. name, "number", v) end
+    if v ~= v or v < 0 or v ~= floor(v) then
+        bad_value(fname, 2, "options." .. name, "out of range: " .. tostring(v))
+    end
+    return v
+end
+
+local function stream_opts(fname, opts)
+    check_opts(fname, 2, opts, true)
+    if type(opts) == "string" then return { encoding = opts } end
+    return opts or {}
+end
+
+local ReadStream = Readable:extend("ReadStream")
+fs.ReadStream = ReadStream
+
+local function on_read(self, err, data)
+    if io_done(self) or self.destroyed then return end
+    if err then return self:destroy(err) end
+    local n = #data
+    if n == 0 then return self:push(nil) end
+    self.bytesRead = self.bytesRead + n
+    if self.pos then self.pos = self.pos + n end
+    self._left = self._left - n
+    self:push(data)
+end
+
+function ReadStream:initialize(path, opts)
+    local fname = "fs.createReadStream"
+    opts = stream_opts(fname, opts)
+    local fd = opts.fd
+    if fd ~= nil then check_fd(fname, 2, fd) else check_path(fname, 1, path) end
+    local first = stream_number(fname, "start", opts.start)
+    local last = stream_number(fname, "end", opts["end"])
+    if last and first and last < first then
+        bad_value(fname, 2, "options.end", ("must be >= start (%d): %d"):format(first, last))
+    end
+    if last and not first then first = 0 end
+    local hwm = opts.highWaterMark
+    if hwm == nil then hwm = 65536 else stream_number(fname, "highWaterMark", hwm) end
+    self.path = path or false
+    self.fd = fd or false
+    self.flags = parse_flags(fname, 2, opts.flags, K.O_RDONLY, "options.flags")
+    self.mode = parse_mode(fname, 2, opts.mode, 438)
+    self.start = first or false
+    self["end"] = last or false
+    self.pos = first or false
+    self.bytesRead = 0
+    self.autoClose = opts.autoClose ~= false
+    self.pending = fd == nil
+    self._chunk = hwm > 0 and hwm or 65536
+    self._left = last and (last - first + 1) or math.huge
+    self._io = false
+    self._after_io = false
+    self._on_read = function(err, data) return on_read(self, err, data) end
+    Readable.initialize(self, { highWaterMark = hwm, encoding = opts.encoding,
+                                emitClose = opts.emitClose, autoDestroy = opts.autoDestroy })
+end
+
+ReadStream._construct = stream_open
+ReadStream._destroy = stream_destroy
+
+function ReadStream:_read(size)
+    local want = self._chunk
+    if size and size > 0 and size < want then want = size end
+    if self._left < want then want = self._left end
+    if want <= 0 then return self:push(nil) end
+    self._io = true
+    local err = C_read(self._on_read, self.fd, want, self.pos or -1)
+    if err then
+        self._io = false
+        return self:destroy(err)
+    end
+end
+
+-- close([cb]): Node's ReadStream.close: destroys the stream.
+function ReadStream:close(cb)
+    if cb then self:once("close", cb) end
+    self:destroy()
+end
+
+local WriteStream = Writable:extend("WriteStream")
+fs.WriteStream = WriteStream
+
+local function on_write(self, err, n)
+    local cb = self._wcb
+    self._wcb = false
+    self._io = false
+    if not err then
+        self.bytesWritten = self.bytesWritten + n
+        if self.pos then self.pos = self.pos + n end
+    end
+    local after = self._after_io
+    if after then
+        self._after_io = false
+        after()
+    end
+    return cb(err)
+end
+
+function WriteStream:initialize(path, opts)
+    local fname = "fs.createWriteStream"
+    opts = stream_opts(fname, opts)
+    local fd = opts.fd
+    if fd ~= nil then check_fd(fname, 2, fd) else check_path(fname, 1, path) end
+    local first = stream_number(fname, "start", opts.start)
+    self.path = path or false
+    self.fd = fd or false
+    self.flags = parse_flags(fname, 2, opts.flags, O_W, "options.flags")
+    self.mode = parse_mode(fname, 2, opts.mode, 438)
+    self.start = first or false
+    self.pos = first or false
+    self.bytesWritten = 0
+    self.autoClose = opts.autoClose ~= false
+    self.pending = fd == nil
+    self._io = false
+    self._after_io = false
+    self._wcb = false
+    self._on_write = function(err, n) return on_write(self, err, n) end
+    Writable.initialize(self, { highWaterMark = opts.highWaterMark, emitClose = opts.emitClose,
+                                autoDestroy = opts.autoDestroy,
+                                decodeStrings = opts.decodeStrings })
+end
+
+WriteStream._construct = stream_open
+WriteStream._destroy = stream_destroy
+
+function WriteStream:_write(chunk, _, cb)
+    self._wcb = cb
+    self._io = true
+    local err = C_write(self._on_write, self.fd, chunk, self.pos or -1)
+    if err then
+        self._io = false
+        self._wcb = false
+        return cb(err)
+    end
+end
+
+function WriteStream:_writev(chunks, cb)
+    local n = #chunks
+    local list = {}
+    for i = 1, n do list[i] = chunks[i].chunk end
+    self._wcb = cb
+    self._io = true
+    local err = C_writev(self._on_write, self.fd, list, self.pos or -1)
+    if err then
+        self._io = false
+        self._wcb = false
+        return cb(err)
+    end
+end
+
+-- close([cb]): ends the stream (Node's WriteStream.close), cb on "close".
+function WriteStream:close(cb)
+    if cb then self:once("close", cb) end
+    if not self.writableEnded and not self.destroyed then self:finish() end
+end
+
+function fs.createReadStream(path, opts) return ReadStream:new(path, opts) end
+function fs.createWriteStream(path, opts) return WriteStream:new(path, opts) end
 
 return fs

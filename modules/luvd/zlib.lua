@@ -1,5 +1,5 @@
 -- luvd.zlib: one-shot compression and decompression on the thread pool
--- (API.md "luvd.zlib, luvd.crypto"; Node's zlib). Streams come later.
+-- (API.md "luvd.zlib, luvd.crypto"; Node's zlib), and zlib streams.
 --
 --   zlib.gzip(data[, opts][, cb])    gunzip, deflate, inflate, deflateRaw,
 --                                    inflateRaw, unzip: the same shape
@@ -12,6 +12,16 @@
 -- or nil, err. The Sync forms return result or nil, err and never raise for
 -- bad input. unzip takes gzip or zlib data; gunzip (and unzip on gzip data)
 -- decompresses every member of a multi-member file, like Node and gzip -d.
+--
+-- Streams (Transforms of luvd.stream; Node's zlib.createGzip ...):
+--   zlib.createGzip([opts])   createGunzip, createDeflate, createInflate,
+--                             createDeflateRaw, createInflateRaw, createUnzip
+-- take the same options but maxOutputLength (not applied to streams) and
+-- finishFlush; each chunk written is (de)compressed by one job on the pool
+-- (one job in flight per stream, the chunk copied into C memory), and the
+-- stream's end finishes it (Z_FINISH). Bad input is an "error" event with
+-- the same error objects as the one-shot functions give. The classes are
+-- zlib.Gzip, zlib.Gunzip, ... (zlib.ZlibStream is their base).
 --
 -- Options (Node's names, ranges and defaults; NaN means the default):
 --   level            -1..9 (Z_DEFAULT_COMPRESSION, -1, is 6)
@@ -43,11 +53,14 @@
 
 local core = require "luvd.core"
 local loop = require "luvd.loop"
+local stream = require "luvd.stream"
 
 local type, floor, ceil, tostring = type, math.floor, math.ceil, tostring
 local fmt = string.format
 local pool_call, pool_sync = loop.pool_call, loop.pool_sync
 local zlib_run, zlib_crc32 = core.zlib_run, core.zlib_crc32
+local zstream_new, zstream_write, zstream_close =
+    core.zstream_new, core.zstream_write, core.zstream_close
 
 local zlib = {}
 
@@ -181,6 +194,98 @@ define("gunzip", GUNZIP)
 define("deflateRaw", DEFLATERAW)
 define("inflateRaw", INFLATERAW)
 define("unzip", UNZIP)
+
+
+-- Streams ------------------------------------------------------------------
+
+local Z_NO_FLUSH = 0
+local Transform = stream.Transform
+
+local ZlibStream = Transform:extend("ZlibStream")
+zlib.ZlibStream = ZlibStream
+
+-- The end of one chunk's job: the output goes out, then the Transform's
+-- callback (one closure per stream, made in initialize).
+local function chunk_done(self, err, out)
+    local cb = self._zcb
+    self._zcb = false
+    if err then return cb(err) end
+    if out ~= "" then self:push(out) end
+    return cb()
+end
+
+-- ZlibStream:new(mode, fname, opts): opts as the one-shot functions take,
+-- plus the stream options of luvd.stream (highWaterMark ...).
+function ZlibStream:initialize(mode, fname, opts)
+    local level, wbits, mem_level, strategy, chunk, _, _, dict = options(fname, mode, opts)
+    local sopts = nil
+    if opts then
+        sopts = { highWaterMark = opts.highWaterMark,
+                  readableHighWaterMark = opts.readableHighWaterMark,
+                  writableHighWaterMark = opts.writableHighWaterMark }
+    end
+    Transform.initialize(self, sopts)
+    self._zcb = false
+    self.bytesWritten = 0
+    local h, err = zstream_new(mode, level, wbits, mem_level, strategy, chunk, dict)
+    if not h then error(err, 4) end
+    self._handle = h
+    self._zdone = function(e, out) return chunk_done(self, e, out) end
+end
+
+function ZlibStream:_transform(chunk, _, cb)
+    local h = self._handle
+    if not h then return cb() end
+    self._zcb = cb
+    self.bytesWritten = self.bytesWritten + #chunk
+    zstream_write(h, self._zdone, chunk, Z_NO_FLUSH)
+end
+
+function ZlibStream:_flush(cb)
+    local h = self._handle
+    if not h then return cb() end
+    self._zcb = cb
+    zstream_write(h, self._zdone, "", Z_FINISH)
+end
+
+-- As Node's zlib: "finish" does not wait for the flush (the Transform
+-- still runs _flush at prefinish), so "finish" comes before "end".
+function ZlibStream:_final(cb)
+    cb()
+end
+
+function ZlibStream:_destroy(err, cb)
+    local h = self._handle
+    if h then
+        self._handle = false
+        zstream_close(h) -- a job in flight frees the context when it ends
+    end
+    cb(err)
+end
+
+-- ZlibStream:close([cb]): Node's zlib close(): destroys the stream.
+function ZlibStream:close(cb)
+    if cb then self:once("close", cb) end
+    self:destroy()
+end
+
+local function define_stream(cls, create, mode)
+    local C = ZlibStream:extend(cls)
+    local fname = "zlib." .. create
+    function C:initialize(opts)
+        ZlibStream.initialize(self, mode, fname, opts)
+    end
+    zlib[cls] = C
+    zlib[create] = function(opts) return C:new(opts) end
+end
+
+define_stream("Gzip", "createGzip", GZIP)
+define_stream("Gunzip", "createGunzip", GUNZIP)
+define_stream("Deflate", "createDeflate", DEFLATE)
+define_stream("Inflate", "createInflate", INFLATE)
+define_stream("DeflateRaw", "createDeflateRaw", DEFLATERAW)
+define_stream("InflateRaw", "createInflateRaw", INFLATERAW)
+define_stream("Unzip", "createUnzip", UNZIP)
 
 -- crc32(data[, value]): CRC-32 of data continued from value (a previous
 -- result), an unsigned 32-bit number; on the calling thread, as in Node.

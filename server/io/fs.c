@@ -524,6 +524,45 @@ static int l_write(lua_State *L)
     return run(L, j, w_write, push_n);
 }
 
+/* fs_writev(cb, fd, {data...}, position) -> bytes written: the strings are
+ * copied end to end into one buffer and written by one call (one pool trip
+ * for a write stream's queued chunks); position < 0: the file position. */
+static int l_writev(lua_State *L)
+{
+    int fd = (int)luaL_checkinteger(L, 2);
+    int64_t pos = (int64_t)luaL_optnumber(L, 4, -1);
+    int i, n;
+    size_t total = 0, off = 0, len;
+    fs_job_t *j;
+    luaL_checktype(L, 3, LUA_TTABLE);
+    n = (int)lua_objlen(L, 3);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, 3, i);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "fs_writev: chunk %d is not a string", i);
+        total += lua_objlen(L, -1);
+        lua_pop(L, 1);
+    }
+    j = job_new(L, 0, 0);
+    j->fd = fd;
+    j->pos = pos;
+    j->data = malloc(total ? total : 1);
+    if (!j->data) {
+        job_release(&j->w);
+        return luaL_error(L, "out of memory");
+    }
+    for (i = 1; i <= n; i++) {
+        const char *s;
+        lua_rawgeti(L, 3, i);
+        s = lua_tolstring(L, -1, &len);
+        memcpy(j->data + off, s, len);
+        off += len;
+        lua_pop(L, 1);
+    }
+    j->data_len = total;
+    return run(L, j, w_write, push_n);
+}
+
 static void w_stat(luvd_work_t *w)
 {
     fs_job_t *j = (fs_job_t *)w;
@@ -1591,35 +1630,21 @@ static int l_constants(lua_State *L)
 }
 
 static const luaL_Reg fs_funcs[] = {
-    {"fs_init", l_init},
-    {"fs_constants", l_constants},
-    {"fs_open", l_open},
-    {"fs_close", l_close},
-    {"fs_read", l_read},
-    {"fs_write", l_write},
-    {"fs_stat", l_stat},
-    {"fs_lstat", l_lstat},
-    {"fs_fstat", l_fstat},
-    {"fs_read_file", l_read_file},
-    {"fs_write_file", l_write_file},
-    {"fs_copy_file", l_copy_file},
-    {"fs_readdir", l_readdir},
-    {"fs_mkdir", l_mkdir},
-    {"fs_rm", l_rm},
-    {"fs_rmdir", l_rmdir},
-    {"fs_unlink", l_unlink},
-    {"fs_rename", l_rename},
-    {"fs_symlink", l_symlink},
-    {"fs_readlink", l_readlink},
-    {"fs_realpath", l_realpath},
-    {"fs_access", l_access},
-    {"fs_chmod", l_chmod},
-    {"fs_utimes", l_utimes},
-    {"fs_mkdtemp", l_mkdtemp},
-    {"fs_watch", l_watch},
-    {"fs_watch_close", l_watch_close},
-    {"fs_watch_ref", l_watch_ref},
-    {NULL, NULL},
+    {"fs_init", l_init},           {"fs_constants", l_constants},
+    {"fs_open", l_open},           {"fs_close", l_close},
+    {"fs_read", l_read},           {"fs_write", l_write},
+    {"fs_writev", l_writev},       {"fs_stat", l_stat},
+    {"fs_lstat", l_lstat},         {"fs_fstat", l_fstat},
+    {"fs_read_file", l_read_file}, {"fs_write_file", l_write_file},
+    {"fs_copy_file", l_copy_file}, {"fs_readdir", l_readdir},
+    {"fs_mkdir", l_mkdir},         {"fs_rm", l_rm},
+    {"fs_rmdir", l_rmdir},         {"fs_unlink", l_unlink},
+    {"fs_rename", l_rename},       {"fs_symlink", l_symlink},
+    {"fs_readlink", l_readlink},   {"fs_realpath", l_realpath},
+    {"fs_access", l_access},       {"fs_chmod", l_chmod},
+    {"fs_utimes", l_utimes},       {"fs_mkdtemp", l_mkdtemp},
+    {"fs_watch", l_watch},         {"fs_watch_close", l_watch_close},
+    {"fs_watch_ref", l_watch_ref}, {NULL, NULL},
 };
 
 int luvd__open_fs(lua_State *L)

@@ -680,6 +680,226 @@ static int l_zlib_run(lua_State *L)
     return n;
 }
 
+/* ---- streaming contexts ----------------------------------------------------
+ *
+ * One zstream per zlib Transform, fed a chunk at a time on the pool. The
+ * context is C memory behind a userdata pointer; at most one job is in
+ * flight per context (the Transform waits for each chunk's callback), and
+ * the job's luvd_work_t lives inside the context. The pool thread reads
+ * only the context: the input chunk is copied into it on the loop thread,
+ * so lua_close may free Lua's strings while a job runs. A context whose
+ * userdata is collected (or closed) while a job runs is freed by that
+ * job's release instead. The output buffer is kept between chunks. */
+
+#define ZSTREAM_MT "luvd.zlib.stream"
+
+typedef struct zctx_s {
+    luvd_work_t w; /* first: pool.c knows only this part */
+    zstream_t zs;
+    int flush;
+    int busy;   /* a job is in flight */
+    int closed; /* the Lua side is gone or closed: free after the job */
+    int dead;   /* failed once: every later write fails the same way */
+    int zerr;
+    const char *message;
+    size_t chunk;
+    unsigned char *in; /* owned copy of the chunk */
+    size_t in_len, in_cap;
+    unsigned char *out; /* owned, reused */
+    size_t out_len, out_cap;
+    unsigned char *dict; /* owned copy */
+    size_t dict_len;
+} zctx_t;
+
+static void zctx_free(zctx_t *c)
+{
+    zstream_end(&c->zs);
+    free(c->in);
+    free(c->out);
+    free(c->dict);
+    free(c);
+}
+
+/* On a pool thread: all of the chunk, then as much output as the flush
+ * mode gives. */
+static void zctx_work(luvd_work_t *w)
+{
+    zctx_t *c = (zctx_t *)w;
+    z_stream *s = &c->zs.strm;
+    c->out_len = 0;
+    if (c->dead)
+        return; /* failed before: push gives the same error again */
+    s->next_in = c->in;
+    s->avail_in = (uInt)c->in_len;
+    for (;;) {
+        size_t room;
+        if (c->out_cap - c->out_len < c->chunk) {
+            size_t cap = c->out_cap ? c->out_cap * 2 : c->chunk;
+            unsigned char *nb;
+            if (cap < c->out_len + c->chunk)
+                cap = c->out_len + c->chunk;
+            nb = realloc(c->out, cap);
+            if (!nb) {
+                c->dead = 1;
+                c->zerr = Z_MEM_ERROR;
+                c->message = "insufficient memory";
+                return;
+            }
+            c->out = nb;
+            c->out_cap = cap;
+        }
+        room = c->out_cap - c->out_len;
+        if (room > ZLIB_SLICE_OUT)
+            room = ZLIB_SLICE_OUT;
+        s->next_out = c->out + c->out_len;
+        s->avail_out = (uInt)room;
+        zstream_process(&c->zs, c->flush);
+        c->out_len += room - s->avail_out;
+        if (zstream_failed(&c->zs, c->flush, &c->message)) {
+            c->dead = 1;
+            c->zerr = c->zs.err;
+            return;
+        }
+        if (c->zs.err == Z_STREAM_END) {
+            if (c->zs.mode != ZMODE_GUNZIP || s->avail_in == 0)
+                break;
+            /* trailing zero padding after a member: ignored, as in Node */
+            if (s->next_in[0] == 0)
+                break;
+        } else if (s->avail_out != 0 && s->avail_in == 0) {
+            break; /* the input is used up and what the flush asks for is out */
+        } else if (s->avail_out != 0 && c->zs.err == Z_BUF_ERROR) {
+            break; /* no progress possible */
+        }
+    }
+}
+
+static int zctx_push(lua_State *L, luvd_work_t *w)
+{
+    zctx_t *c = (zctx_t *)w;
+    if (c->dead) {
+        luvd__push_error_msg(L, zlib_code_name(c->zerr), c->message);
+        lua_pushinteger(L, c->zerr);
+        lua_setfield(L, -2, "errno");
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushlstring(L, c->out ? (const char *)c->out : "", c->out_len);
+    return 2;
+}
+
+static void zctx_release(luvd_work_t *w)
+{
+    zctx_t *c = (zctx_t *)w;
+    c->busy = 0;
+    if (c->in_cap > ((size_t)1 << 20)) { /* keep a big chunk's copy no longer */
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+    c->in_len = 0;
+    if (c->closed)
+        zctx_free(c);
+}
+
+static zctx_t **zctx_check(lua_State *L)
+{
+    return luaL_checkudata(L, 1, ZSTREAM_MT);
+}
+
+/* zstream_new(mode, level, windowBits, memLevel, strategy, chunkSize,
+ *             dictionary|nil) -> context, or nil, err */
+static int l_zstream_new(lua_State *L)
+{
+    int mode = (int)luaL_checkinteger(L, 1);
+    int level = (int)luaL_checkinteger(L, 2);
+    int window_bits = (int)luaL_checkinteger(L, 3);
+    int mem_level = (int)luaL_checkinteger(L, 4);
+    int strategy = (int)luaL_checkinteger(L, 5);
+    lua_Number chunk = luaL_checknumber(L, 6);
+    size_t dict_len = 0;
+    const char *dict = luaL_optlstring(L, 7, NULL, &dict_len);
+    zctx_t **ud, *c;
+    int rc;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return luaL_error(L, "zlib: out of memory");
+    c->chunk = chunk < 64                           ? 16384
+               : chunk < (lua_Number)ZLIB_SLICE_OUT ? (size_t)chunk
+                                                    : ZLIB_SLICE_OUT;
+    if (dict) {
+        c->dict = malloc(dict_len ? dict_len : 1);
+        if (!c->dict) {
+            free(c);
+            return luaL_error(L, "zlib: out of memory");
+        }
+        memcpy(c->dict, dict, dict_len);
+        c->dict_len = dict_len;
+    }
+    rc = zstream_init(&c->zs, mode, level, window_bits, mem_level, strategy, c->dict, c->dict_len);
+    if (rc != Z_OK) {
+        zctx_free(c);
+        lua_pushnil(L);
+        luvd__push_error_msg(L, "ERR_ZLIB_INITIALIZATION_FAILED", "Initialization failed");
+        lua_pushinteger(L, rc);
+        lua_setfield(L, -2, "errno");
+        return 2;
+    }
+    c->w.work = zctx_work;
+    c->w.push = zctx_push;
+    c->w.release = zctx_release;
+    ud = lua_newuserdata(L, sizeof *ud);
+    *ud = c;
+    luaL_getmetatable(L, ZSTREAM_MT);
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+/* zstream_write(context, cb, data, flush): one chunk on the pool; later
+ * cb(err) or cb(nil, output). Raises if a job is in flight. */
+static int l_zstream_write(lua_State *L)
+{
+    zctx_t **ud = zctx_check(L), *c = *ud;
+    size_t len;
+    const char *data;
+    int flush = (int)luaL_checkinteger(L, 4);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    data = luaL_checklstring(L, 3, &len);
+    if (!c)
+        return luaL_error(L, "zlib stream: write after close");
+    if (c->busy)
+        return luaL_error(L, "zlib stream: a chunk is already in flight");
+    if (len > c->in_cap) {
+        unsigned char *nb = realloc(c->in, len);
+        if (!nb)
+            return luaL_error(L, "zlib: out of memory");
+        c->in = nb;
+        c->in_cap = len;
+    }
+    if (len)
+        memcpy(c->in, data, len);
+    c->in_len = len;
+    c->flush = flush;
+    c->busy = 1;
+    lua_settop(L, 2);
+    lua_replace(L, 1);
+    return luvd__work_run(L, &c->w, 1);
+}
+
+/* zstream_close(context): ends the stream now, or after the job in flight. */
+static int l_zstream_close(lua_State *L)
+{
+    zctx_t **ud = zctx_check(L), *c = *ud;
+    if (!c)
+        return 0;
+    *ud = NULL;
+    if (c->busy)
+        c->closed = 1;
+    else
+        zctx_free(c);
+    return 0;
+}
+
 /* zlib_crc32(data, value): zlib's CRC-32 continued from value; on the loop
  * thread, as in Node. */
 static int l_zlib_crc32(lua_State *L)
@@ -694,6 +914,16 @@ static int l_zlib_crc32(lua_State *L)
 
 int luvd__open_zlib(lua_State *L)
 {
+    luaL_newmetatable(L, ZSTREAM_MT);
+    lua_pushcfunction(L, l_zstream_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_zstream_new);
+    lua_setfield(L, -2, "zstream_new");
+    lua_pushcfunction(L, l_zstream_write);
+    lua_setfield(L, -2, "zstream_write");
+    lua_pushcfunction(L, l_zstream_close);
+    lua_setfield(L, -2, "zstream_close");
     luaL_newmetatable(L, "luvd.zlib.pin");
     lua_pushcfunction(L, zpin_gc);
     lua_setfield(L, -2, "__gc");
