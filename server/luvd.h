@@ -219,9 +219,9 @@ struct luvd_stream_s {
     void (*on_event)(luvd_stream_t *s, int ev, int status); /* NULL: Lua */
     void *event_data;
     int kind;
-    unsigned flags;    /* LUVD_SF_* */
-    int self_ref;      /* the userdata, while the handle is open */
-    int owner_ref;     /* the Lua object events go to */
+    unsigned flags; /* LUVD_SF_* */
+    int self_ref;   /* the userdata, while the handle is open */
+    int owner_ref;  /* the Lua object events go to */
     uint64_t bytes_read, bytes_written;
     luvd_npipe_t *pipe_in;  /* the native pipe reading this stream */
     luvd_npipe_t *pipe_out; /* the native pipe writing into it */

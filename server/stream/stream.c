@@ -1,9 +1,1226 @@
-/* luvd.stream: the native stream core: read and write queues over uv_stream_t, backpressure, native
- * pipes. */
+/* The native stream core: reading, writing, shutdown and close over
+ * uv_stream_t (tcp, pipe, tty), the native pipe between two streams, and
+ * the file source that feeds one from a file on the thread pool.
+ *
+ * Reads. Lua gets each chunk as a string, copied at once out of one 64 KiB
+ * buffer per runtime (the slab): a thousand idle sockets cost no buffers.
+ * A native pipe instead reads into chunks it owns, because the bytes must
+ * stay put until the destination has written them.
+ *
+ * Writes. Lua writes through FFI (luvd_stream_write), one write in flight
+ * per stream, as a Writable hands them over; the Lua side keeps the string
+ * alive until LUVD_EV_WRITE, so nothing is copied. uv_try_write goes first
+ * when the queue is empty; only what the kernel did not take is queued.
+ *
+ * Lifetime (see luvd.h): free once closed and collected. Callbacks that run
+ * after lua_close (the runtime's last uv_run) find rt->L NULL and only free.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "luvd.h"
+
+#define SLAB_SIZE   65536
+#define CHUNK_SIZE  65536
+#define CHUNK_CACHE 16 /* free chunks kept per runtime */
+#define PIPE_HWM    65536
+#define FSRC_BLOCK  262144 /* smallest read of a file source */
+
+static const char ctx_key = 'C';      /* registry: the ctx box */
+static const char dispatch_key = 'D'; /* registry: Lua's event dispatcher */
+
+#define STREAM_MT "luvd.stream"
+#define NPIPE_MT  "luvd.npipe"
+#define FSRC_MT   "luvd.fsrc"
+
+typedef struct luvd_chunk_s luvd_chunk_t;
+struct luvd_chunk_s {
+    luvd_write_t w; /* w.data: the pipe */
+    luvd_chunk_t *next;
+    size_t cap;
+    char data[];
+};
+
+/* Per runtime, shared by its streams; reference-counted because stream
+ * close callbacks may run after lua_close has collected the registry. */
+struct luvd_stream_ctx_s {
+    int refs;
+    int nfree;
+    luvd_chunk_t *free_chunks; /* all CHUNK_SIZE */
+    char slab[SLAB_SIZE];
+};
+
+static void ctx_unref(luvd_stream_ctx_t *ctx)
+{
+    if (--ctx->refs > 0)
+        return;
+    while (ctx->free_chunks) {
+        luvd_chunk_t *c = ctx->free_chunks;
+        ctx->free_chunks = c->next;
+        free(c);
+    }
+    free(ctx);
+}
+
+static luvd_stream_ctx_t *ctx_get(lua_State *L)
+{
+    luvd_stream_ctx_t *ctx;
+    lua_pushlightuserdata(L, (void *)&ctx_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    ctx = *(luvd_stream_ctx_t **)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    ctx->refs++;
+    return ctx;
+}
+
+static luvd_chunk_t *chunk_get(luvd_stream_ctx_t *ctx, size_t cap)
+{
+    luvd_chunk_t *c;
+    if (cap == CHUNK_SIZE && ctx->free_chunks) {
+        c = ctx->free_chunks;
+        ctx->free_chunks = c->next;
+        ctx->nfree--;
+        return c;
+    }
+    c = malloc(sizeof *c + cap);
+    if (c)
+        c->cap = cap;
+    return c;
+}
+
+static void chunk_put(luvd_stream_ctx_t *ctx, luvd_chunk_t *c)
+{
+    if (c->cap == CHUNK_SIZE && ctx->nfree < CHUNK_CACHE) {
+        c->next = ctx->free_chunks;
+        ctx->free_chunks = c;
+        ctx->nfree++;
+        return;
+    }
+    free(c);
+}
+
+/* ---- events to the owner --------------------------------------------------- */
+
+static void push_dispatch(lua_State *L, luvd_stream_t *s, int ev)
+{
+    lua_pushlightuserdata(L, (void *)&dispatch_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->owner_ref);
+    lua_pushinteger(L, ev);
+}
+
+/* Whether Lua should hear about s now. After close was asked for, Lua has
+ * let go of the stream: only LUVD_EV_CLOSE still goes out. */
+static int lua_listens(luvd_stream_t *s)
+{
+    return s->rt->L && s->owner_ref != LUA_NOREF && !(s->flags & LUVD_SF_CLOSING);
+}
+
+void luvd__stream_emit(luvd_stream_t *s, int ev, int status)
+{
+    lua_State *L = s->rt->L;
+    if (s->on_event) {
+        s->on_event(s, ev, status);
+        return;
+    }
+    if (ev == LUVD_EV_CLOSE ? !L || s->owner_ref == LUA_NOREF : !lua_listens(s))
+        return;
+    push_dispatch(L, s, ev);
+    lua_pushinteger(L, status);
+    luvd__runtime_call(s->rt, 3);
+}
+
+/* ---- reads --------------------------------------------------------------- */
+
+static void lua_sink_alloc(luvd_stream_t *s, size_t suggested, uv_buf_t *buf)
+{
+    buf->base = s->ctx->slab;
+    buf->len = SLAB_SIZE;
+}
+
+static void lua_sink_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    lua_State *L = s->rt->L;
+    if (nread == 0 || !lua_listens(s))
+        return;
+    if (nread > 0) {
+        push_dispatch(L, s, LUVD_EV_DATA);
+        lua_pushlstring(L, buf->base, (size_t)nread);
+    } else {
+        push_dispatch(L, s, LUVD_EV_READEND);
+        lua_pushinteger(L, (lua_Integer)nread);
+    }
+    luvd__runtime_call(s->rt, 3);
+}
+
+static const luvd_stream_sink_t lua_sink = {lua_sink_alloc, lua_sink_read};
+
+void luvd__stream_on_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    const luvd_stream_sink_t *sink = s->sink ? s->sink : &lua_sink;
+    if (nread > 0)
+        s->bytes_read += (uint64_t)nread;
+    else if (nread < 0)
+        s->flags &= ~LUVD_SF_READING; /* libuv stopped reading */
+    sink->read(s, nread, buf);
+}
+
+/* ---- uv streams ------------------------------------------------------------ */
+
+static void uvs_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    luvd_stream_t *s = h->data;
+    (s->sink ? s->sink : &lua_sink)->alloc(s, suggested, buf);
+}
+
+static void uvs_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
+{
+    luvd__stream_on_read(h->data, nread, buf);
+}
+
+static int uvs_read_start(luvd_stream_t *s)
+{
+    int rc;
+    if (s->flags & LUVD_SF_READING)
+        return 0;
+    rc = uv_read_start(&s->h.stream, uvs_alloc_cb, uvs_read_cb);
+    if (rc == 0)
+        s->flags |= LUVD_SF_READING;
+    return rc;
+}
+
+static int uvs_read_stop(luvd_stream_t *s)
+{
+    if (!(s->flags & LUVD_SF_READING))
+        return 0;
+    s->flags &= ~LUVD_SF_READING;
+    return uv_read_stop(&s->h.stream);
+}
+
+static void uvs_write_cb(uv_write_t *req, int status)
+{
+    luvd_write_t *w = req->data;
+    w->cb(w, status);
+}
+
+/* bufs is scratch: a partial try_write moves its start. */
+static int uvs_write(luvd_stream_t *s, luvd_write_t *w, uv_buf_t *bufs, unsigned nbufs)
+{
+    size_t total = 0, left;
+    unsigned i;
+    int n, rc;
+    for (i = 0; i < nbufs; i++)
+        total += bufs[i].len;
+    n = uv_try_write(&s->h.stream, bufs, nbufs);
+    if (n < 0 && n != UV_EAGAIN)
+        return n;
+    if (n > 0) {
+        if ((size_t)n == total) {
+            s->bytes_written += total;
+            return 1;
+        }
+        left = (size_t)n;
+        while (left >= bufs->len) {
+            left -= bufs->len;
+            bufs++;
+            nbufs--;
+        }
+        bufs->base += left;
+        bufs->len -= left;
+    } else if (total == 0) {
+        return 1;
+    }
+    w->stream = s;
+    w->req.data = w;
+    rc = uv_write(&w->req, &s->h.stream, bufs, nbufs, uvs_write_cb);
+    if (rc < 0)
+        return rc; /* what try_write took is out; the stream is broken anyway */
+    s->bytes_written += total;
+    return 0;
+}
+
+static size_t uvs_queued(luvd_stream_t *s)
+{
+    return s->h.stream.write_queue_size;
+}
+
+static void uvs_shutdown_cb(uv_shutdown_t *req, int status)
+{
+    luvd_stream_t *s = req->data;
+    luvd__stream_emit(s, LUVD_EV_SHUTDOWN, status);
+}
+
+static int uvs_shutdown(luvd_stream_t *s)
+{
+    s->shutdown_req.data = s;
+    return uv_shutdown(&s->shutdown_req, &s->h.stream, uvs_shutdown_cb);
+}
+
+static void stream_free(luvd_stream_t *s)
+{
+    ctx_unref(s->ctx);
+    free(s);
+}
+
+static void uvs_close_cb(uv_handle_t *h)
+{
+    luvd_stream_t *s = h->data;
+    lua_State *L = s->rt->L;
+    s->flags |= LUVD_SF_CLOSED;
+    luvd__stream_emit(s, LUVD_EV_CLOSE, 0);
+    if (L) {
+        luaL_unref(L, LUA_REGISTRYINDEX, s->owner_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, s->self_ref);
+    }
+    s->owner_ref = s->self_ref = LUA_NOREF;
+    if (s->flags & LUVD_SF_GC)
+        stream_free(s);
+}
+
+static void uvs_close(luvd_stream_t *s)
+{
+    uv_close(&s->h.handle, uvs_close_cb);
+}
+
+const luvd_stream_ops_t luvd__uv_stream_ops = {
+    "uv", uvs_read_start, uvs_read_stop, uvs_write, uvs_queued, uvs_shutdown, uvs_close,
+};
+
+/* ---- the generic surface ------------------------------------------------------ */
+
+static void npipe_detach(luvd_npipe_t *p);
+
+int luvd__stream_write(luvd_stream_t *s, luvd_write_t *w, uv_buf_t *bufs, unsigned nbufs)
+{
+    if (!(s->flags & LUVD_SF_INIT) || (s->flags & LUVD_SF_CLOSING))
+        return UV_EBADF;
+    return s->ops->write(s, w, bufs, nbufs);
+}
+
+void luvd__stream_close(luvd_stream_t *s)
+{
+    if (!(s->flags & LUVD_SF_INIT) || (s->flags & LUVD_SF_CLOSING))
+        return;
+    s->flags |= LUVD_SF_CLOSING;
+    s->flags &= ~LUVD_SF_READING;
+    if (s->pipe_in)
+        npipe_detach(s->pipe_in);
+    if (s->pipe_out)
+        npipe_detach(s->pipe_out);
+    s->ops->close(s);
+}
+
+luvd_stream_t *luvd__stream_new(lua_State *L, int kind)
+{
+    luvd_stream_t **ud = lua_newuserdata(L, sizeof *ud);
+    luvd_stream_t *s;
+    *ud = NULL;
+    luaL_getmetatable(L, STREAM_MT);
+    lua_setmetatable(L, -2);
+    s = calloc(1, sizeof *s);
+    if (!s) {
+        luaL_error(L, "out of memory");
+        return NULL;
+    }
+    s->rt = luvd__runtime_get(L);
+    s->ctx = ctx_get(L);
+    s->ops = &luvd__uv_stream_ops;
+    s->kind = kind;
+    s->self_ref = s->owner_ref = LUA_NOREF;
+    *ud = s;
+    return s;
+}
+
+void luvd__stream_opened(lua_State *L, luvd_stream_t *s)
+{
+    s->h.handle.data = s;
+    s->flags |= LUVD_SF_INIT;
+    lua_pushvalue(L, -1);
+    s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+luvd_stream_t *luvd__stream_check(lua_State *L, int idx)
+{
+    luvd_stream_t **ud = luaL_checkudata(L, idx, STREAM_MT);
+    if (!*ud)
+        luaL_argerror(L, idx, "stream already collected");
+    return *ud;
+}
+
+static int stream_gc(lua_State *L)
+{
+    luvd_stream_t **ud = luaL_checkudata(L, 1, STREAM_MT);
+    luvd_stream_t *s = *ud;
+    *ud = NULL;
+    if (!s)
+        return 0;
+    s->flags |= LUVD_SF_GC;
+    /* Only lua_close collects an open stream (the self-reference pins it):
+     * close it; its callback frees it during the runtime's last uv_run. */
+    if (!(s->flags & LUVD_SF_INIT) || (s->flags & LUVD_SF_CLOSED))
+        stream_free(s);
+    else
+        luvd__stream_close(s);
+    return 0;
+}
+
+/* ---- FFI: the per-chunk surface -------------------------------------------- */
+
+static int usable(luvd_stream_t *s)
+{
+    return (s->flags & (LUVD_SF_INIT | LUVD_SF_CLOSING)) == LUVD_SF_INIT;
+}
+
+int luvd_stream_read_start(luvd_stream_t *s)
+{
+    if (!usable(s))
+        return UV_EBADF;
+    if (s->pipe_in)
+        return 0; /* the native pipe reads it */
+    return s->ops->read_start(s);
+}
+
+int luvd_stream_read_stop(luvd_stream_t *s)
+{
+    if (!usable(s) || s->pipe_in)
+        return 0;
+    return s->ops->read_stop(s);
+}
+
+static void lua_write_done(luvd_write_t *w, int status)
+{
+    luvd_stream_t *s = w->stream;
+    s->flags &= ~LUVD_SF_LUA_WRITING;
+    luvd__stream_emit(s, LUVD_EV_WRITE, status);
+}
+
+static int lua_write(luvd_stream_t *s, uv_buf_t *bufs, unsigned nbufs)
+{
+    int rc;
+    if (!usable(s))
+        return UV_EBADF;
+    if (s->flags & LUVD_SF_LUA_WRITING)
+        return UV_EBUSY;
+    s->lua_write.cb = lua_write_done;
+    s->lua_write.stream = s;
+    rc = s->ops->write(s, &s->lua_write, bufs, nbufs);
+    if (rc == 1)
+        return 0;
+    if (rc == 0) {
+        s->flags |= LUVD_SF_LUA_WRITING;
+        return 1;
+    }
+    return rc;
+}
+
+int luvd_stream_write(luvd_stream_t *s, const char *data, size_t len)
+{
+    uv_buf_t buf;
+    buf.base = (char *)data;
+    buf.len = len;
+    return lua_write(s, &buf, 1);
+}
+
+int luvd_stream_writev(luvd_stream_t *s, const luvd_buf_t *bufs, int nbufs)
+{
+    uv_buf_t small[16], *b = small;
+    int i, rc;
+    if (nbufs <= 0)
+        return 0;
+    if (nbufs > 16 && !(b = malloc(sizeof *b * (size_t)nbufs)))
+        return UV_ENOMEM;
+    for (i = 0; i < nbufs; i++) {
+        b[i].base = (char *)bufs[i].base;
+        b[i].len = bufs[i].len;
+    }
+    rc = lua_write(s, b, (unsigned)nbufs);
+    if (b != small)
+        free(b);
+    return rc;
+}
+
+int luvd_stream_shutdown(luvd_stream_t *s)
+{
+    int rc;
+    if (!usable(s))
+        return UV_EBADF;
+    if (s->flags & LUVD_SF_SHUTTING)
+        return UV_EALREADY;
+    rc = s->ops->shutdown(s);
+    if (rc == 0)
+        s->flags |= LUVD_SF_SHUTTING;
+    return rc;
+}
+
+double luvd_stream_queued(luvd_stream_t *s)
+{
+    return usable(s) ? (double)s->ops->queued(s) : 0;
+}
+
+double luvd_stream_bytes_read(luvd_stream_t *s)
+{
+    return (double)s->bytes_read;
+}
+
+double luvd_stream_bytes_written(luvd_stream_t *s)
+{
+    return (double)s->bytes_written;
+}
+
+/* ---- connecting and listening ------------------------------------------------ */
+
+void luvd__stream_connect_cb(uv_connect_t *req, int status)
+{
+    luvd_stream_t *s = req->handle->data;
+    s->flags &= ~LUVD_SF_CONNECTING;
+    luvd__stream_emit(s, LUVD_EV_CONNECT, status);
+}
+
+static void connection_cb(uv_stream_t *server, int status)
+{
+    luvd_stream_t *s = server->data, *c;
+    lua_State *L = s->rt->L;
+    int rc, top;
+    if (status < 0 || !lua_listens(s)) {
+        luvd__stream_emit(s, LUVD_EV_CONNECTION, status < 0 ? status : UV_ECANCELED);
+        return;
+    }
+    top = lua_gettop(L);
+    c = luvd__stream_new(L, s->kind);
+    rc = s->kind == LUVD_KIND_TCP ? luvd__tcp_init_client(s, c) : luvd__pipe_init_client(s, c);
+    if (rc == 0) {
+        luvd__stream_opened(L, c);
+        rc = uv_accept(server, &c->h.stream);
+        if (rc < 0)
+            luvd__stream_close(c);
+    }
+    if (rc < 0) {
+        lua_settop(L, top);
+        luvd__stream_emit(s, LUVD_EV_CONNECTION, rc);
+        return;
+    }
+    push_dispatch(L, s, LUVD_EV_CONNECTION);
+    lua_pushinteger(L, 0);
+    lua_pushvalue(L, top + 1);
+    lua_remove(L, top + 1);
+    luvd__runtime_call(s->rt, 4);
+}
+
+/* stream_listen(ud, backlog) -> 0 or an error code */
+static int l_listen(lua_State *L)
+{
+    luvd_stream_t *s = luvd__stream_check(L, 1);
+    int backlog = (int)luaL_optinteger(L, 2, 511), rc;
+    rc = usable(s) ? uv_listen(&s->h.stream, backlog, connection_cb) : UV_EBADF;
+    if (rc == 0)
+        s->flags |= LUVD_SF_LISTENING;
+    lua_pushinteger(L, rc);
+    return 1;
+}
+
+/* ---- setup and rare calls from Lua ---------------------------------------- */
+
+/* stream_init(dispatch): dispatch(owner, event, a, b) hears every stream */
+static int l_init(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_pushlightuserdata(L, (void *)&dispatch_key);
+    lua_pushvalue(L, 1);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* stream_owner(ud, owner): the value events are dispatched with */
+static int l_owner(lua_State *L)
+{
+    luvd_stream_t *s = luvd__stream_check(L, 1);
+    luaL_checkany(L, 2);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->owner_ref);
+    s->owner_ref = LUA_NOREF;
+    if (!lua_isnil(L, 2) && !(s->flags & LUVD_SF_CLOSED)) {
+        lua_pushvalue(L, 2);
+        s->owner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    return 0;
+}
+
+/* stream_ptr(ud) -> lightuserdata, for ffi.cast("luvd_stream_t *", p) */
+static int l_ptr(lua_State *L)
+{
+    lua_pushlightuserdata(L, luvd__stream_check(L, 1));
+    return 1;
+}
+
+/* stream_close(ud): idempotent; LUVD_EV_CLOSE follows */
+static int l_close(lua_State *L)
+{
+    luvd__stream_close(luvd__stream_check(L, 1));
+    return 0;
+}
+
+/* stream_ref(ud, bool) */
+static int l_ref(lua_State *L)
+{
+    luvd_stream_t *s = luvd__stream_check(L, 1);
+    if (usable(s)) {
+        if (lua_toboolean(L, 2))
+            uv_ref(&s->h.handle);
+        else
+            uv_unref(&s->h.handle);
+    }
+    return 0;
+}
+
+static int l_has_ref(lua_State *L)
+{
+    luvd_stream_t *s = luvd__stream_check(L, 1);
+    lua_pushboolean(L, usable(s) && uv_has_ref(&s->h.handle));
+    return 1;
+}
+
+/* stream_fileno(ud) -> fd or nil */
+static int l_fileno(lua_State *L)
+{
+    luvd_stream_t *s = luvd__stream_check(L, 1);
+    uv_os_fd_t fd;
+    if (!usable(s) || uv_fileno(&s->h.handle, &fd) < 0)
+        return 0;
+    lua_pushinteger(L, fd);
+    return 1;
+}
+
+/* stream_info(ud) -> flags, bytes read, bytes written, queued */
+static int l_info(lua_State *L)
+{
+    luvd_stream_t *s = luvd__stream_check(L, 1);
+    lua_pushinteger(L, s->flags);
+    lua_pushnumber(L, (double)s->bytes_read);
+    lua_pushnumber(L, (double)s->bytes_written);
+    lua_pushnumber(L, luvd_stream_queued(s));
+    return 4;
+}
+
+/* ---- the native pipe ------------------------------------------------------------
+ *
+ * Moves a source's chunks into a destination stream without Lua: the source
+ * is a stream (its sink becomes the pipe) or a file source (reads on the
+ * pool). Each chunk is its own write request; a stream source stops
+ * reading and a file source stops issuing reads while the destination's
+ * queue is at the high-water mark or the chunks in flight hold twice it,
+ * and they go on when the queue drains under it. Lua hears one callback,
+ * cb(kind, status, syscall): NP_END once the source ended and every chunk
+ * is written, NP_SRC_ERROR or NP_DST_ERROR. The pipe holds the source and
+ * destination userdata while it runs; the struct lives until its userdata
+ * is collected and its last chunk came back. */
+
+enum { NP_END = 1, NP_SRC_ERROR, NP_DST_ERROR };
+
+enum {
+    NP_PAUSED = 1 << 0,
+    NP_SRC_END = 1 << 1,
+    NP_DONE = 1 << 2,     /* finished or detached: no more reads, no more reports */
+    NP_STARTING = 1 << 3, /* inside stream_pipe: failures are its result */
+};
+
+typedef struct luvd_fsrc_s luvd_fsrc_t;
+
+struct luvd_npipe_s {
+    luvd_runtime_t *rt;
+    luvd_stream_ctx_t *ctx;
+    luvd_stream_t *src;
+    luvd_fsrc_t *fsrc;
+    luvd_stream_t *dst;
+    luvd_chunk_t *reading; /* allocated for the stream read in progress */
+    size_t hwm;
+    size_t held; /* capacity of the chunks in flight */
+    unsigned flags;
+    int inflight;
+    int start_err; /* a failure while NP_STARTING */
+    int refs;      /* the userdata, and one per chunk in flight */
+    int cb_ref, self_ref, src_ref, dst_ref;
+};
+
+/* File sources: enum for flags */
+enum {
+    FS_OPEN = 1 << 0,
+    FS_BUSY = 1 << 1, /* a request is on the pool */
+    FS_EOF = 1 << 2,
+    FS_OWNFD = 1 << 3,
+    FS_GC = 1 << 4,
+};
+
+struct luvd_fsrc_s {
+    uv_fs_t req;
+    luvd_stream_ctx_t *ctx;
+    luvd_npipe_t *pipe;
+    luvd_chunk_t *chunk; /* being read into */
+    uv_file fd;
+    int64_t pos, end; /* end: the last byte to read, or -1 for the file's end */
+    size_t hwm;
+    unsigned flags;
+    char *path;
+};
+
+static void fsrc_next(luvd_fsrc_t *f);
+
+static void npipe_unref(luvd_npipe_t *p)
+{
+    if (--p->refs > 0)
+        return;
+    if (p->reading)
+        chunk_put(p->ctx, p->reading);
+    ctx_unref(p->ctx);
+    free(p);
+}
+
+/* Stops the pipe: the source goes back to Lua (reading stopped), the refs
+ * go. In-flight chunks come back on their own. No report. */
+static void npipe_detach(luvd_npipe_t *p)
+{
+    lua_State *L = p->rt->L;
+    if (p->flags & NP_DONE)
+        return;
+    p->flags |= NP_DONE;
+    if (p->src) {
+        luvd_stream_t *src = p->src;
+        src->pipe_in = NULL;
+        src->sink = NULL;
+        src->sink_data = NULL;
+        if (usable(src))
+            src->ops->read_stop(src);
+    }
+    if (p->fsrc)
+        p->fsrc->pipe = NULL;
+    if (p->dst->pipe_out == p)
+        p->dst->pipe_out = NULL;
+    if (L) {
+        luaL_unref(L, LUA_REGISTRYINDEX, p->cb_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, p->src_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, p->dst_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, p->self_ref);
+    }
+    p->cb_ref = p->src_ref = p->dst_ref = p->self_ref = LUA_NOREF;
+}
+
+static void npipe_finish(luvd_npipe_t *p, int kind, int status, const char *syscall)
+{
+    lua_State *L = p->rt->L;
+    int cb_ref = p->cb_ref;
+    if (p->flags & NP_DONE)
+        return;
+    if (p->flags & NP_STARTING) {
+        /* Never call into Lua from inside a call from Lua. */
+        p->start_err = status < 0 ? status : UV_EPIPE;
+        npipe_detach(p);
+        return;
+    }
+    p->cb_ref = LUA_NOREF;
+    p->refs++; /* through the call: Lua may drop the pipe */
+    npipe_detach(p);
+    if (L) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, cb_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
+        lua_pushinteger(L, kind);
+        lua_pushinteger(L, status);
+        if (syscall)
+            lua_pushstring(L, syscall);
+        else
+            lua_pushnil(L);
+        luvd__runtime_call(p->rt, 3);
+    }
+    npipe_unref(p);
+}
+
+static int npipe_over(luvd_npipe_t *p)
+{
+    return p->dst->ops->queued(p->dst) >= p->hwm || p->held >= p->hwm;
+}
+
+static void npipe_pause(luvd_npipe_t *p)
+{
+    p->flags |= NP_PAUSED;
+    if (p->src)
+        p->src->ops->read_stop(p->src);
+}
+
+static void npipe_resume(luvd_npipe_t *p)
+{
+    int rc;
+    p->flags &= ~NP_PAUSED;
+    if (p->fsrc) {
+        fsrc_next(p->fsrc);
+    } else if ((rc = p->src->ops->read_start(p->src)) < 0) {
+        npipe_finish(p, NP_SRC_ERROR, rc, "read");
+    }
+}
+
+static void npipe_write_cb(luvd_write_t *w, int status)
+{
+    luvd_chunk_t *c = (luvd_chunk_t *)w;
+    luvd_npipe_t *p = w->data;
+    p->inflight--;
+    p->held -= c->cap;
+    chunk_put(p->ctx, c);
+    if (!(p->flags & NP_DONE)) {
+        if (status < 0)
+            npipe_finish(p, NP_DST_ERROR, status, "write");
+        else if ((p->flags & NP_SRC_END) && p->inflight == 0)
+            npipe_finish(p, NP_END, 0, NULL);
+        else if ((p->flags & NP_PAUSED) && !npipe_over(p))
+            npipe_resume(p);
+    }
+    npipe_unref(p);
+}
+
+/* Takes c. */
+static void npipe_write(luvd_npipe_t *p, luvd_chunk_t *c, size_t n)
+{
+    uv_buf_t buf;
+    int rc;
+    if (p->flags & NP_DONE) {
+        chunk_put(p->ctx, c);
+        return;
+    }
+    buf.base = c->data;
+    buf.len = n;
+    c->w.cb = npipe_write_cb;
+    c->w.data = p;
+    rc = luvd__stream_write(p->dst, &c->w, &buf, 1);
+    if (rc != 0) {
+        chunk_put(p->ctx, c);
+        if (rc < 0)
+            npipe_finish(p, NP_DST_ERROR, rc, "write");
+        return;
+    }
+    p->inflight++;
+    p->held += c->cap;
+    p->refs++;
+    if (npipe_over(p))
+        npipe_pause(p);
+}
+
+static void npipe_src_end(luvd_npipe_t *p)
+{
+    p->flags |= NP_SRC_END;
+    if (p->inflight == 0)
+        npipe_finish(p, NP_END, 0, NULL);
+}
+
+static void npipe_sink_alloc(luvd_stream_t *s, size_t suggested, uv_buf_t *buf)
+{
+    luvd_npipe_t *p = s->sink_data;
+    luvd_chunk_t *c = p->reading ? p->reading : chunk_get(p->ctx, CHUNK_SIZE);
+    p->reading = c;
+    buf->base = c ? c->data : NULL;
+    buf->len = c ? c->cap : 0; /* 0: libuv reports UV_ENOBUFS */
+}
+
+static void npipe_sink_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    luvd_npipe_t *p = s->sink_data;
+    luvd_chunk_t *c = p->reading;
+    p->reading = NULL;
+    if (nread > 0) {
+        npipe_write(p, c, (size_t)nread);
+        return;
+    }
+    if (c)
+        chunk_put(p->ctx, c);
+    if (nread == UV_EOF)
+        npipe_src_end(p);
+    else if (nread < 0)
+        npipe_finish(p, NP_SRC_ERROR, (int)nread, "read");
+}
+
+static const luvd_stream_sink_t npipe_sink = {npipe_sink_alloc, npipe_sink_read};
+
+/* ---- the file source -------------------------------------------------------- */
+
+static void fsrc_close_fd(luvd_fsrc_t *f)
+{
+    uv_fs_t req;
+    if ((f->flags & FS_OPEN) && (f->flags & FS_OWNFD)) {
+        uv_fs_close(NULL, &req, f->fd, NULL); /* a regular file: close is quick */
+        uv_fs_req_cleanup(&req);
+    }
+    f->flags &= ~FS_OPEN;
+}
+
+static void fsrc_free(luvd_fsrc_t *f)
+{
+    fsrc_close_fd(f);
+    if (f->chunk)
+        chunk_put(f->ctx, f->chunk);
+    ctx_unref(f->ctx);
+    free(f->path);
+    free(f);
+}
+
+static void fsrc_fs_cb(uv_fs_t *req)
+{
+    luvd_fsrc_t *f = req->data;
+    luvd_npipe_t *p = f->pipe;
+    ssize_t n = req->result;
+    int opening = req->fs_type == UV_FS_OPEN;
+    luvd_chunk_t *c = f->chunk;
+    uv_fs_req_cleanup(req);
+    f->flags &= ~FS_BUSY;
+    f->chunk = NULL;
+    if (opening && n >= 0) {
+        f->fd = (uv_file)n;
+        f->flags |= FS_OPEN;
+    }
+    if (f->flags & FS_GC) {
+        if (c)
+            chunk_put(f->ctx, c);
+        fsrc_free(f);
+        return;
+    }
+    if (!p) { /* unpiped while the request ran */
+        if (c)
+            chunk_put(f->ctx, c);
+        return;
+    }
+    if (n < 0) {
+        if (c)
+            chunk_put(f->ctx, c);
+        npipe_finish(p, NP_SRC_ERROR, (int)n, opening ? "open" : "read");
+        return;
+    }
+    if (opening) {
+        fsrc_next(f);
+        return;
+    }
+    if (n == 0) {
+        chunk_put(f->ctx, c);
+        f->flags |= FS_EOF;
+        fsrc_close_fd(f);
+        npipe_src_end(p);
+        return;
+    }
+    f->pos += n;
+    npipe_write(p, c, (size_t)n);
+    if (!(p->flags & (NP_DONE | NP_PAUSED)))
+        fsrc_next(f);
+}
+
+/* Issues the next request: open, or a read of up to hwm bytes. */
+static void fsrc_next(luvd_fsrc_t *f)
+{
+    luvd_npipe_t *p = f->pipe;
+    uv_loop_t *loop = &p->rt->loop;
+    uv_buf_t buf;
+    size_t len = f->hwm;
+    int rc;
+    if (f->flags & (FS_BUSY | FS_EOF))
+        return;
+    f->req.data = f;
+    if (!(f->flags & FS_OPEN)) {
+        rc = uv_fs_open(loop, &f->req, f->path, O_RDONLY | O_CLOEXEC, 0, fsrc_fs_cb);
+        if (rc < 0) {
+            npipe_finish(p, NP_SRC_ERROR, rc, "open");
+            return;
+        }
+        f->flags |= FS_BUSY;
+        return;
+    }
+    if (f->end >= 0 && (int64_t)len > f->end - f->pos + 1)
+        len = f->end < f->pos ? 0 : (size_t)(f->end - f->pos + 1);
+    if (len == 0) {
+        f->flags |= FS_EOF;
+        fsrc_close_fd(f);
+        npipe_src_end(p);
+        return;
+    }
+    f->chunk = chunk_get(f->ctx, len);
+    if (!f->chunk) {
+        npipe_finish(p, NP_SRC_ERROR, UV_ENOMEM, "read");
+        return;
+    }
+    buf.base = f->chunk->data;
+    buf.len = len;
+    rc = uv_fs_read(loop, &f->req, f->fd, &buf, 1, f->pos, fsrc_fs_cb);
+    if (rc < 0) {
+        chunk_put(f->ctx, f->chunk);
+        f->chunk = NULL;
+        npipe_finish(p, NP_SRC_ERROR, rc, "read");
+        return;
+    }
+    f->flags |= FS_BUSY;
+}
+
+static luvd_fsrc_t *fsrc_check(lua_State *L, int idx)
+{
+    luvd_fsrc_t **ud = luaL_checkudata(L, idx, FSRC_MT);
+    if (!*ud)
+        luaL_argerror(L, idx, "file source already collected");
+    return *ud;
+}
+
+/* file_source(path | fd, start, end, hwm) -> ud. A path is opened on the
+ * pool when the pipe starts and closed at the end; an fd stays open. end
+ * is the last byte to read (as fs.createReadStream's end), or nil. Reads
+ * are blocks of max(hwm, 256 KiB): each is one trip to the pool, and the
+ * trips, not the copies, bound the rate (64 KiB blocks move a file into a
+ * loopback socket at about a third of the speed here). The pipe keeps one
+ * block in flight, so that is also its memory. */
+static int l_file_source(lua_State *L)
+{
+    luvd_fsrc_t **ud, *f;
+    lua_Number start = luaL_optnumber(L, 2, 0), end = luaL_optnumber(L, 3, -1);
+    lua_Integer hwm = luaL_optinteger(L, 4, CHUNK_SIZE);
+    if (lua_type(L, 1) != LUA_TNUMBER)
+        luaL_checkstring(L, 1);
+    luaL_argcheck(L, start >= 0, 2, "start must be >= 0");
+    luaL_argcheck(L, hwm > 0 && hwm <= (1 << 26), 4, "highWaterMark out of range");
+    ud = lua_newuserdata(L, sizeof *ud);
+    *ud = NULL;
+    luaL_getmetatable(L, FSRC_MT);
+    lua_setmetatable(L, -2);
+    if (!(f = calloc(1, sizeof *f)))
+        return luaL_error(L, "out of memory");
+    f->ctx = ctx_get(L);
+    f->pos = (int64_t)start;
+    f->end = end < 0 ? -1 : (int64_t)end;
+    f->hwm = hwm < FSRC_BLOCK ? FSRC_BLOCK : (size_t)hwm;
+    f->fd = -1;
+    *ud = f;
+    if (lua_type(L, 1) == LUA_TNUMBER) {
+        f->fd = (uv_file)lua_tointeger(L, 1);
+        f->flags |= FS_OPEN;
+    } else {
+        f->flags |= FS_OWNFD;
+        if (!(f->path = strdup(lua_tostring(L, 1))))
+            return luaL_error(L, "out of memory");
+    }
+    return 1;
+}
+
+/* file_source_info(ud) -> position (the next byte to read), fd or nil */
+static int l_file_source_info(lua_State *L)
+{
+    luvd_fsrc_t *f = fsrc_check(L, 1);
+    lua_pushnumber(L, (double)f->pos);
+    if (f->flags & FS_OPEN)
+        lua_pushinteger(L, f->fd);
+    else
+        lua_pushnil(L);
+    return 2;
+}
+
+static int fsrc_gc(lua_State *L)
+{
+    luvd_fsrc_t **ud = luaL_checkudata(L, 1, FSRC_MT);
+    luvd_fsrc_t *f = *ud;
+    *ud = NULL;
+    if (!f)
+        return 0;
+    f->flags |= FS_GC;
+    if (f->pipe) /* only at lua_close: a running pipe holds its source */
+        npipe_detach(f->pipe);
+    if (!(f->flags & FS_BUSY))
+        fsrc_free(f);
+    return 0;
+}
+
+/* ---- native pipe: Lua surface ---------------------------------------------- */
+
+static luvd_npipe_t *npipe_check(lua_State *L, int idx)
+{
+    luvd_npipe_t **ud = luaL_checkudata(L, idx, NPIPE_MT);
+    if (!*ud)
+        luaL_argerror(L, idx, "pipe already collected");
+    return *ud;
+}
+
+/* stream_pipe(src, dst, hwm, cb[, first]) -> pipe, or nil and an error
+ * code. src: a stream or a file source; dst: a stream; first: bytes to
+ * write before the source's (what a Lua source had buffered). */
+static int l_pipe(lua_State *L)
+{
+    luvd_stream_t *dst = luvd__stream_check(L, 2), *src = NULL;
+    luvd_fsrc_t *fsrc = NULL;
+    lua_Integer hwm = luaL_optinteger(L, 3, PIPE_HWM);
+    luvd_npipe_t **ud, *p;
+    int rc = 0;
+    if (luaL_testudata(L, 1, FSRC_MT))
+        fsrc = fsrc_check(L, 1);
+    else
+        src = luvd__stream_check(L, 1);
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+    luaL_argcheck(L, hwm > 0, 3, "highWaterMark must be > 0");
+    if (!usable(dst) || (src && !usable(src)))
+        rc = UV_EBADF;
+    else if (dst->pipe_out || (src && src->pipe_in) || (fsrc && fsrc->pipe))
+        rc = UV_EBUSY;
+    else if (fsrc && (fsrc->flags & (FS_EOF | FS_BUSY)))
+        rc = UV_EINVAL;
+    if (rc < 0) {
+        lua_pushnil(L);
+        lua_pushinteger(L, rc);
+        return 2;
+    }
+    ud = lua_newuserdata(L, sizeof *ud);
+    *ud = NULL;
+    luaL_getmetatable(L, NPIPE_MT);
+    lua_setmetatable(L, -2);
+    if (!(p = calloc(1, sizeof *p)))
+        return luaL_error(L, "out of memory");
+    p->rt = luvd__runtime_get(L);
+    p->ctx = ctx_get(L);
+    p->src = src;
+    p->fsrc = fsrc;
+    p->dst = dst;
+    p->hwm = (size_t)hwm;
+    p->refs = 1;
+    p->flags = NP_STARTING;
+    *ud = p;
+    lua_pushvalue(L, 1);
+    p->src_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 2);
+    p->dst_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 4);
+    p->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, -1);
+    p->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    dst->pipe_out = p;
+    if (lua_type(L, 5) == LUA_TSTRING) {
+        size_t len;
+        const char *first = lua_tolstring(L, 5, &len);
+        luvd_chunk_t *c = len ? chunk_get(p->ctx, len) : NULL;
+        if (c) {
+            memcpy(c->data, first, len);
+            npipe_write(p, c, len);
+        }
+    }
+    if (fsrc) {
+        fsrc->pipe = p;
+        if (!(p->flags & (NP_DONE | NP_PAUSED)))
+            fsrc_next(fsrc);
+    } else {
+        /* Switching sinks while Lua was reading is seamless: the next read
+         * lands in a chunk of the pipe. */
+        src->pipe_in = p;
+        src->sink = &npipe_sink;
+        src->sink_data = p;
+        if (!(p->flags & (NP_DONE | NP_PAUSED)) && (rc = src->ops->read_start(src)) < 0)
+            npipe_finish(p, NP_SRC_ERROR, rc, "read");
+    }
+    p->flags &= ~NP_STARTING;
+    if (p->flags & NP_DONE) {
+        lua_pushnil(L);
+        lua_pushinteger(L, p->start_err ? p->start_err : UV_EPIPE);
+        return 2;
+    }
+    return 1;
+}
+
+/* stream_unpipe(pipe): stops it; no callback follows */
+static int l_unpipe(lua_State *L)
+{
+    npipe_detach(npipe_check(L, 1));
+    return 0;
+}
+
+static int npipe_gc(lua_State *L)
+{
+    luvd_npipe_t **ud = luaL_checkudata(L, 1, NPIPE_MT);
+    luvd_npipe_t *p = *ud;
+    *ud = NULL;
+    if (!p)
+        return 0;
+    if (!(p->flags & NP_DONE)) /* only at lua_close */
+        npipe_detach(p);
+    npipe_unref(p);
+    return 0;
+}
+
+/* ---- registration ---------------------------------------------------------- */
+
+static int ctx_gc(lua_State *L)
+{
+    luvd_stream_ctx_t **box = lua_touserdata(L, 1);
+    if (*box)
+        ctx_unref(*box);
+    *box = NULL;
+    return 0;
+}
+
+static const luaL_Reg stream_funcs[] = {
+    {"stream_init", l_init},
+    {"stream_owner", l_owner},
+    {"stream_ptr", l_ptr},
+    {"stream_listen", l_listen},
+    {"stream_close", l_close},
+    {"stream_ref", l_ref},
+    {"stream_has_ref", l_has_ref},
+    {"stream_fileno", l_fileno},
+    {"stream_info", l_info},
+    {"stream_pipe", l_pipe},
+    {"stream_unpipe", l_unpipe},
+    {"file_source", l_file_source},
+    {"file_source_info", l_file_source_info},
+    {NULL, NULL},
+};
 
 int luvd__open_stream(lua_State *L)
 {
-    (void)L;
+    const luaL_Reg *r;
+    luvd_stream_ctx_t **box;
+    if (luaL_newmetatable(L, STREAM_MT)) {
+        lua_pushcfunction(L, stream_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, NPIPE_MT)) {
+        lua_pushcfunction(L, npipe_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, FSRC_MT)) {
+        lua_pushcfunction(L, fsrc_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+
+    lua_pushlightuserdata(L, (void *)&ctx_key);
+    box = lua_newuserdata(L, sizeof *box);
+    *box = calloc(1, sizeof **box);
+    if (!*box)
+        return luaL_error(L, "out of memory");
+    (*box)->refs = 1;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, ctx_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+
+    for (r = stream_funcs; r->name; r++) {
+        lua_pushcfunction(L, r->func);
+        lua_setfield(L, -2, r->name);
+    }
+    {
+        static const struct {
+            const char *name;
+            int value;
+        } k[] = {
+            {"UV_EOF", UV_EOF},           {"UV_ECANCELED", UV_ECANCELED},
+            {"UV_ENOTCONN", UV_ENOTCONN}, {"UV_EMFILE", UV_EMFILE},
+            {"UV_ENFILE", UV_ENFILE},     {"UV_EPIPE", UV_EPIPE},
+            {"UV_EBADF", UV_EBADF},       {"UV_ECONNREFUSED", UV_ECONNREFUSED},
+        };
+        size_t i;
+        for (i = 0; i < sizeof k / sizeof k[0]; i++) {
+            lua_pushinteger(L, k[i].value);
+            lua_setfield(L, -2, k[i].name);
+        }
+    }
+    lua_pushinteger(L, NP_END);
+    lua_setfield(L, -2, "PIPE_END");
+    lua_pushinteger(L, NP_SRC_ERROR);
+    lua_setfield(L, -2, "PIPE_SRC_ERROR");
+    lua_pushinteger(L, NP_DST_ERROR);
+    lua_setfield(L, -2, "PIPE_DST_ERROR");
     return 0;
 }
