@@ -882,6 +882,7 @@ function ReadStream:initialize(path, opts)
     self._io = false
     self._after_io = false
     self._on_read = function(err, data) return on_read(self, err, data) end
+    self._nsrc, self._nstart = false, 0 -- the native source while piped in C
     Readable.initialize(self, { highWaterMark = hwm, encoding = opts.encoding,
                                 emitClose = opts.emitClose, autoDestroy = opts.autoDestroy })
 end
@@ -890,6 +891,7 @@ ReadStream._construct = stream_open
 ReadStream._destroy = stream_destroy
 
 function ReadStream:_read(size)
+    if self._nsrc then return end -- C is reading the file for a native pipe
     local want = self._chunk
     if size and size > 0 and size < want then want = size end
     if self._left < want then want = self._left end
@@ -906,6 +908,48 @@ end
 function ReadStream:close(cb)
     if cb then self:once("close", cb) end
     self:destroy()
+end
+
+-- Native piping (see the top of net.lua): piped into a socket, the file's
+-- bytes go from the pool to the socket in C, with no Lua call per chunk.
+function ReadStream:_nativeSource()
+    local r = self._readableState
+    if not self.fd or self._io or self.destroyed or r.ended or r.decoder
+        or self:listenerCount("data") > 0 or (not self.pos and not self.path) then
+        return nil
+    end
+    local buffered = r.length > 0 and self:read() or nil
+    local pos = self.pos or self.bytesRead
+    self._nsrc, self._nstart = core.file_source(self.fd, pos, self["end"] or nil, self._chunk), pos
+    return self._nsrc, buffered
+end
+
+function ReadStream:_nativeEnd(err)
+    local n = core.file_source_info(self._nsrc) - self._nstart
+    self._nsrc = false
+    self.bytesRead, self._left = self.bytesRead + n, self._left - n
+    if self.pos then self.pos = self.pos + n end
+    if err == nil then
+        self:push(nil)
+    elseif err then
+        self:destroy(err)
+    else
+        self:pause()
+        self:push("")
+    end
+end
+
+-- pipe(dst[, opts]): natively into a socket when it can, else as any
+-- Readable. Before the file is open the choice waits for "ready".
+function ReadStream:pipe(dst, opts)
+    local net = require "luvd.net"
+    if self.fd then
+        return net._nativePipe(self, dst, opts) or Readable.pipe(self, dst, opts)
+    end
+    self:once("ready", function()
+        if not net._nativePipe(self, dst, opts) then Readable.pipe(self, dst, opts) end
+    end)
+    return dst
 end
 
 local WriteStream = Writable:extend("WriteStream")
