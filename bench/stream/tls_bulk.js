@@ -35,7 +35,7 @@ const server = tls.createServer({ key, cert, minVersion: 'TLSv1.3', ciphers: CIP
   socket.on('end', () => {
     const dt = Number(now() - t0) / 1e9;
     console.log('check ' + received.toFixed(0));
-    console.log((received / MB / dt).toFixed(1));
+    console.log((received / MB / dt).toFixed(0));
     socket.end();
     server.close();
   });

@@ -40,7 +40,7 @@ server = tls.createServer({ key = key, cert = cert, minVersion = "TLSv1.3",
     socket:on("end", function()
         local dt = (now() - t0) / 1e9
         print("check " .. string.format("%.0f", received))
-        print(string.format("%.1f", received / MB / dt))
+        print(string.format("%.0f", received / MB / dt))
         socket:finish()
         server:close()
     end)

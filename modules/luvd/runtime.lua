@@ -23,6 +23,11 @@ local function add_app_dir(script)
 end
 
 return function(mode, payload, argv)
+    -- A server's garbage is mostly chunk strings that die young: collect a
+    -- little sooner and faster than LuaJIT's defaults (pause 200, stepmul
+    -- 200), which keeps peak RSS well under Node's for a small CPU cost.
+    collectgarbage("setpause", 150)
+    collectgarbage("setstepmul", 400)
     local loop = require "luvd.loop"
     local process = require "luvd.process"
 
