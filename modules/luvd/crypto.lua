@@ -41,6 +41,7 @@
 local ffi = require "ffi"
 local core = require "luvd.core"
 local loop = require "luvd.loop"
+local errors = require "luvd.errors"
 
 ffi.cdef [[
 typedef struct luvd_hash_s {
@@ -89,13 +90,7 @@ local MAX_MD = 64 -- EVP_MAX_MD_SIZE
 local this_file = debug.getinfo(1, "S").source
 
 local function raise(fname, msg, code)
-    local level = 2
-    while true do
-        local info = debug.getinfo(level, "S")
-        if not info or info.source ~= this_file then break end
-        level = level + 1
-    end
-    error(("%s: %s [%s]"):format(fname, msg, code), level)
+    errors.raise_outside(this_file, ("%s: %s [%s]"):format(fname, msg, code))
 end
 
 local function type_error(fname, i, name, expected, got)
@@ -373,7 +368,7 @@ local randbuf = ffi_new("unsigned char[?]", SMALL)
 local function random_now(n)
     if n > SMALL then return pool_sync(core.crypto_random_bytes, n) end
     if C.luvd_crypto_random(randbuf, n) ~= 0 then
-        return nil, require("luvd.errors").new("randomBytes failed", "ERR_CRYPTO_OPERATION_FAILED")
+        return nil, errors.new("randomBytes failed", "ERR_CRYPTO_OPERATION_FAILED")
     end
     return ffi_string(randbuf, n)
 end

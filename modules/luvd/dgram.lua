@@ -114,13 +114,7 @@ local MAX_PAYLOAD = { [4] = 65507, [6] = 65527 }
 local SOURCE = debug.getinfo(1, "S").source
 
 local function raise_string(msg)
-    local level = 2
-    while true do
-        local info = debug.getinfo(level, "S")
-        if not info or info.source ~= SOURCE then break end
-        level = level + 1
-    end
-    error(msg, level)
+    errors.raise_outside(SOURCE, msg)
 end
 
 local function typeerror(fname, i, name, expected, got)

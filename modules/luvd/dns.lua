@@ -33,10 +33,11 @@
 
 local core = require "luvd.core"
 local loop = require "luvd.loop"
+local errors = require "luvd.errors"
 local Class = require "luvd.class"
 
-local type, tostring, tonumber, error, ipairs, pairs =
-    type, tostring, tonumber, error, ipairs, pairs
+local type, tostring, tonumber, ipairs, pairs =
+    type, tostring, tonumber, ipairs, pairs
 local floor = math.floor
 local is_ip = core.dns_is_ip
 
@@ -56,13 +57,7 @@ dns.ADDRCONFIG, dns.V4MAPPED, dns.ALL = core.dns_ADDRCONFIG, core.dns_V4MAPPED, 
 local SOURCE = debug.getinfo(1, "S").source
 
 local function raise(msg)
-    local level = 2
-    while true do
-        local info = debug.getinfo(level, "S")
-        if not info or info.source ~= SOURCE then break end
-        level = level + 1
-    end
-    error(msg, level)
+    errors.raise_outside(SOURCE, msg)
 end
 
 local function argerror(fname, i, name, msg)

@@ -29,6 +29,21 @@ function M.new(message, code)
     return setmetatable({ code = code, message = message }, Error)
 end
 
+-- Raises msg (a string) at the first caller whose source is neither
+-- `source` (the calling module's, from debug.getinfo(1, "S").source) nor
+-- this file, so a misuse message points at the application's line.
+local HERE = debug.getinfo(1, "S").source
+
+function M.raise_outside(source, msg)
+    local level = 2
+    while true do
+        local info = debug.getinfo(level, "S")
+        if not info or (info.source ~= source and info.source ~= HERE) then break end
+        level = level + 1
+    end
+    error(msg, level)
+end
+
 function M.is_error(v)
     return getmetatable(v) == Error
 end

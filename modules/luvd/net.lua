@@ -61,8 +61,8 @@ local errors = require "luvd.errors"
 local EventEmitter = require "luvd.events"
 local stream = require "luvd.stream"
 
-local type, tostring, tonumber, error, select, pcall, setmetatable =
-    type, tostring, tonumber, error, select, pcall, setmetatable
+local type, tostring, tonumber, select, pcall, setmetatable =
+    type, tostring, tonumber, select, pcall, setmetatable
 local floor = math.floor
 local next_tick = loop.next_tick
 local is_ip = core.dns_is_ip
@@ -115,13 +115,7 @@ end)
 local SOURCE = debug.getinfo(1, "S").source
 
 local function raise(msg)
-    local level = 2
-    while true do
-        local info = debug.getinfo(level, "S")
-        if not info or info.source ~= SOURCE then break end
-        level = level + 1
-    end
-    error(msg, level)
+    errors.raise_outside(SOURCE, msg)
 end
 
 local function typeerror(fname, i, name, expected, got)

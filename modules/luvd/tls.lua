@@ -89,8 +89,8 @@ int luvd_tls_shutdown(luvd_tls_t *t);
 local C = ffi.C
 local cast, ffi_string = ffi.cast, ffi.string
 local band = bit.band
-local type, tostring, tonumber, error, select, pairs, ipairs, pcall =
-    type, tostring, tonumber, error, select, pairs, ipairs, pcall
+local type, tostring, tonumber, select, pairs, ipairs, pcall =
+    type, tostring, tonumber, select, pairs, ipairs, pcall
 local setmetatable, getmetatable = setmetatable, getmetatable
 local concat = table.concat
 local next_tick = loop.next_tick
@@ -114,13 +114,7 @@ local SOURCE = debug.getinfo(1, "S").source
 
 -- Misuse raises at the first caller outside this file.
 local function raise(msg)
-    local level = 2
-    while true do
-        local info = debug.getinfo(level, "S")
-        if not info or info.source ~= SOURCE then break end
-        level = level + 1
-    end
-    error(msg, level)
+    errors.raise_outside(SOURCE, msg)
 end
 
 local function bad_option(fname, name, why)
