@@ -253,6 +253,9 @@ double luvd_stream_bytes_written(luvd_stream_t *s);
 luvd_stream_t *luvd__stream_new(lua_State *L, int kind);
 /* The handle is initialised: takes the self-reference (userdata on top). */
 void luvd__stream_opened(lua_State *L, luvd_stream_t *s);
+/* For a binding that made s and initialised its handle with result rc:
+ * leaves the userdata (returns 1), or on failure nil and rc (returns 2). */
+int luvd__stream_push_opened(lua_State *L, luvd_stream_t *s, int rc);
 luvd_stream_t *luvd__stream_check(lua_State *L, int idx);
 int luvd__stream_write(luvd_stream_t *s, luvd_write_t *w, uv_buf_t *bufs, unsigned nbufs);
 void luvd__stream_close(luvd_stream_t *s);

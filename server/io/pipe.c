@@ -33,15 +33,8 @@ int luvd__pipe_init_client(luvd_stream_t *server, luvd_stream_t *client)
 static int l_new(lua_State *L)
 {
     luvd_stream_t *s = luvd__stream_new(L, LUVD_KIND_PIPE);
-    int rc = uv_pipe_init(&s->rt->loop, &s->h.pipe, lua_toboolean(L, 1));
-    if (rc < 0) {
-        lua_pop(L, 1);
-        lua_pushnil(L);
-        lua_pushinteger(L, rc);
-        return 2;
-    }
-    luvd__stream_opened(L, s);
-    return 1;
+    return luvd__stream_push_opened(L, s,
+                                    uv_pipe_init(&s->rt->loop, &s->h.pipe, lua_toboolean(L, 1)));
 }
 
 /* pipe_bind(ud, path) -> code */

@@ -41,15 +41,7 @@ int luvd__tcp_init_client(luvd_stream_t *server, luvd_stream_t *client)
 static int l_new(lua_State *L)
 {
     luvd_stream_t *s = luvd__stream_new(L, LUVD_KIND_TCP);
-    int rc = uv_tcp_init(&s->rt->loop, &s->h.tcp);
-    if (rc < 0) {
-        lua_pop(L, 1);
-        lua_pushnil(L);
-        lua_pushinteger(L, rc);
-        return 2;
-    }
-    luvd__stream_opened(L, s);
-    return 1;
+    return luvd__stream_push_opened(L, s, uv_tcp_init(&s->rt->loop, &s->h.tcp));
 }
 
 /* tcp_bind(ud, ip, port, ipv6only) -> code */

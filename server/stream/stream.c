@@ -340,6 +340,18 @@ void luvd__stream_opened(lua_State *L, luvd_stream_t *s)
     s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+int luvd__stream_push_opened(lua_State *L, luvd_stream_t *s, int rc)
+{
+    if (rc < 0) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_pushinteger(L, rc);
+        return 2;
+    }
+    luvd__stream_opened(L, s);
+    return 1;
+}
+
 luvd_stream_t *luvd__stream_check(lua_State *L, int idx)
 {
     luvd_stream_t **ud = luaL_checkudata(L, idx, STREAM_MT);
