@@ -13,10 +13,11 @@
 #   luarocks             `luarocks make` with luvd-scm-1.rockspec
 #   lua-check            luacheck, the Lua linter run by scripts/test
 #   clang-format         the C style check run by scripts/test
+#   openssl              the command line the TLS specs make certificates and talk with
 #   nodejs               only when no `node` is on PATH: the reference for order specs
 LUVD_PACKAGES=(build-essential cmake pkg-config libluajit2-5.1-dev libuv1-dev libssl-dev
                zlib1g-dev libdeflate-dev node-llhttp libc-ares-dev lua-busted lua-cjson
-               luarocks lua-check clang-format)
+               luarocks lua-check clang-format openssl)
 
 luvd_install_packages() {
     local missing=() p
