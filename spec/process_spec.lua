@@ -293,6 +293,50 @@ describe("process fields", function()
     end)
 end)
 
+describe("process.stdin", function()
+    local reader = [[
+        local n, chunks = 0, 0
+        process.stdin:on("data", function(d) n = n + #d; chunks = chunks + 1 end)
+        process.stdin:on("end", function() print("end", n, chunks > 0) end)
+    ]]
+
+    it("reads a pipe to its end", function()
+        local path = h.script(reader)
+        local out, err, code = h.sh(("printf 'abc\\ndef\\n' | %s %s"):format(
+            h.quote(process.execPath), h.quote(path)))
+        os.remove(path)
+        assert.equal("", err)
+        assert.equal(0, code)
+        assert.equal("end\t8\ttrue\n", out)
+    end)
+
+    it("reads a file given as stdin", function()
+        local data = os.tmpname()
+        local f = assert(io.open(data, "w"))
+        f:write(("x"):rep(100000))
+        f:close()
+        local path = h.script(reader)
+        local out, _, code = h.sh(("%s %s < %s"):format(h.quote(process.execPath),
+            h.quote(path), h.quote(data)))
+        os.remove(path)
+        os.remove(data)
+        assert.equal(0, code)
+        assert.equal("end\t100000\ttrue\n", out)
+    end)
+
+    it("does not keep the process alive until someone reads it", function()
+        -- stdin is a pipe whose writer stays open for 3 s: luvd must exit
+        -- long before that; the shell notes when it did.
+        local out, _, code = h.sh(("t0=$(date +%%s%%N); sleep 3 | { %s -e %s; "
+            .. "echo $(( ($(date +%%s%%N) - t0) / 1000000 )); }"):format(
+            h.quote(process.execPath), h.quote("print(process.stdin.readableFlowing)")))
+        assert.equal(0, code)
+        local flowing, ms = out:match("^(%S+)\n(%d+)\n$")
+        assert.equal("nil", flowing)
+        assert.is_true(tonumber(ms) < 2000, "luvd exited after " .. tostring(ms) .. " ms")
+    end)
+end)
+
 describe("process.emitWarning", function()
     it("emits 'warning' and prints it once with a hint", function()
         local out, err, code = h.run_lua([[

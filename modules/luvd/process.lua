@@ -140,6 +140,28 @@ local function std_writer(fd)
     w.fd, w.isTTY = fd, core.isatty(fd)
     return w
 end
+-- stdin: a ReadStream when it is a file, else a socket over the pipe, tty
+-- or socket it is (libuv reads all three as a stream), paused until read.
+lazy_fields.stdin = function()
+    local fs = require "luvd.fs"
+    local st = fs.fstatSync(0)
+    if st and st:isFile() then
+        return fs.createReadStream(nil, { fd = 0, autoClose = false })
+    end
+    local h = core.pipe_new(false)
+    if h and core.pipe_open(h, 0) == 0 then
+        local s = require("luvd.net").Socket:new{ handle = h, kind = "pipe",
+                                                   allowHalfOpen = true, pauseOnCreate = true }
+        -- as Node's manualStart: not reading yet, but a "data" listener or
+        -- resume() starts the flow (pause() would have made it explicit)
+        local r = s._readableState
+        r.hasFlowing, r.flowing = false, false
+        s.readableFlowing = nil
+        s.fd, s.isTTY = 0, core.isatty(0)
+        return s
+    end
+    return nil
+end
 lazy_fields.stdout = function() return std_writer(1) end
 lazy_fields.stderr = function() return std_writer(2) end
 
