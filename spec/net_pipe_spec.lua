@@ -11,25 +11,8 @@ local function wait_until(pred, ms)
     testing.wait_until(pred, ms or 5000, 2)
 end
 
-local function listen(server)
-    local k = loop.continuation("listen")
-    server:listen(0, "127.0.0.1", k)
-    loop.wait(k)
-    return server, server:address().port
-end
-
-local function connect(port)
-    local k = loop.continuation("connect")
-    local s = net.connect(port, "127.0.0.1", k)
-    loop.wait(k)
-    return s
-end
-
-local function close_server(server)
-    local k = loop.continuation("close")
-    server:close(k)
-    loop.wait(k)
-end
+local NH = require "spec.support.net_helper"
+local listen, connect, close_server = NH.listen, NH.connect, NH.close_server
 
 -- Counts (and optionally keeps) what a socket reads.
 local function sink(sock, keep)

@@ -19,27 +19,8 @@ local function wait_until(pred, ms)
     testing.wait_until(pred, ms or 3000, 2)
 end
 
--- A listening server on 127.0.0.1 (or host); returns server, port.
-local function listen(server, host)
-    local k = loop.continuation("listen")
-    server:listen(0, host or "127.0.0.1", k)
-    loop.wait(k)
-    return server, server:address().port
-end
-
--- Connects and waits for "connect"; returns the socket.
-local function connect(port, host)
-    local k = loop.continuation("connect")
-    local s = net.connect(port, host or "127.0.0.1", k)
-    loop.wait(k)
-    return s
-end
-
-local function close_server(server)
-    local k = loop.continuation("close")
-    server:close(k)
-    loop.wait(k)
-end
+local NH = require "spec.support.net_helper"
+local listen, connect, close_server = NH.listen, NH.connect, NH.close_server
 
 -- Collects everything a socket reads until "end".
 local function collect(sock)

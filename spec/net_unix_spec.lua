@@ -23,11 +23,7 @@ local function listen(server, path)
     return server
 end
 
-local function close_server(server)
-    local k = loop.continuation("close")
-    server:close(k)
-    loop.wait(k)
-end
+local close_server = require("spec.support.net_helper").close_server
 
 describe("net over Unix sockets", function()
     teardown(function() if dir then os.execute("rm -rf '" .. dir .. "'") end end)
