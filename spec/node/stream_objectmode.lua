@@ -4,24 +4,12 @@ local stream = require "luvd.stream"
 local errors = require "luvd.errors"
 local Readable, Writable, Transform = stream.Readable, stream.Writable, stream.Transform
 
-local function log(s) print(s) end
+local M = require "mirror"
+local log, errs, section = M.log, M.errs, M.section
 local function val(v)
     if v == nil then return "nil" end
     if type(v) == "table" then return ("{n=%d}"):format(v.n) end
     return tostring(v)
-end
-local function errs(e)
-    if not e then return "nil" end
-    return (e.code or "") .. ":" .. tostring(e.message)
-end
-
-local sections = {}
-local function section(name, fn) sections[#sections + 1] = { name, fn } end
-local function run(i)
-    if i > #sections then return end
-    local name, fn = sections[i][1], sections[i][2]
-    log("== " .. name)
-    fn(function() setTimeout(function() run(i + 1) end, 5) end)
 end
 
 section("object readable: highWaterMark and read(n)", function(done)
@@ -136,4 +124,4 @@ section("construct error", function(done)
     w:on("close", function() log("F close"); done() end)
 end)
 
-setImmediate(function() run(1) end)
+M.start()

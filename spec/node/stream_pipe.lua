@@ -5,21 +5,9 @@ local errors = require "luvd.errors"
 local Readable, Writable, Transform, PassThrough =
     stream.Readable, stream.Writable, stream.Transform, stream.PassThrough
 
-local function log(s) print(s) end
-local function str(c) return c == nil and "nil" or tostring(c) end
-local function errs(e)
-    if not e then return "nil" end
-    return (e.code or "") .. ":" .. tostring(e.message)
-end
-
-local sections = {}
-local function section(name, fn) sections[#sections + 1] = { name, fn } end
-local function run(i)
-    if i > #sections then return end
-    local name, fn = sections[i][1], sections[i][2]
-    log("== " .. name)
-    fn(function() setTimeout(function() run(i + 1) end, 5) end)
-end
+local M = require "mirror"
+local log, errs, section = M.log, M.errs, M.section
+local str = M.str
 
 local function counter(tag, n, size, opts)
     local i = 0
@@ -222,4 +210,4 @@ section("finished", function(done)
     end, 2)
 end)
 
-setImmediate(function() run(1) end)
+M.start()

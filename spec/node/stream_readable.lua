@@ -4,22 +4,10 @@ local stream = require "luvd.stream"
 local errors = require "luvd.errors"
 local Readable = stream.Readable
 
-local function log(s) print(s) end
-local function nl(v) return v == nil and "nil" or tostring(v) end
+local M = require "mirror"
+local log, errs, section = M.log, M.errs, M.section
+local nl = M.str
 local str = nl
-local function errs(e)
-    if not e then return "nil" end
-    return (e.code or "") .. ":" .. tostring(e.message)
-end
-
-local sections = {}
-local function section(name, fn) sections[#sections + 1] = { name, fn } end
-local function run(i)
-    if i > #sections then return end
-    local name, fn = sections[i][1], sections[i][2]
-    log("== " .. name)
-    fn(function() setTimeout(function() run(i + 1) end, 5) end)
-end
 
 local function watch(tag, r, events)
     for _, ev in ipairs(events) do
@@ -270,4 +258,4 @@ section("autoDestroy false and emitClose false", function(done)
     end)
 end)
 
-setImmediate(function() run(1) end)
+M.start()

@@ -4,21 +4,9 @@ local stream = require "luvd.stream"
 local errors = require "luvd.errors"
 local Writable = stream.Writable
 
-local function log(s) print(s) end
-local function str(c) return c == nil and "nil" or tostring(c) end
-local function errs(e)
-    if not e then return "nil" end
-    return (e.code or "") .. ":" .. tostring(e.message)
-end
-
-local sections = {}
-local function section(name, fn) sections[#sections + 1] = { name, fn } end
-local function run(i)
-    if i > #sections then return end
-    local name, fn = sections[i][1], sections[i][2]
-    log("== " .. name)
-    fn(function() setTimeout(function() run(i + 1) end, 5) end)
-end
+local M = require "mirror"
+local log, errs, section = M.log, M.errs, M.section
+local str = M.str
 
 local function state(w)
     return ("len=%d needDrain=%s ended=%s finished=%s destroyed=%s"):format(w.writableLength,
@@ -251,4 +239,4 @@ section("drain with sync _write", function(done)
     w:on("close", done)
 end)
 
-setImmediate(function() run(1) end)
+M.start()
