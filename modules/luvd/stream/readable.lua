@@ -735,34 +735,18 @@ local function check_listener(method, ev, fn)
     end
 end
 
-function Readable:on(ev, fn)
-    check_listener("on", ev, fn)
-    EventEmitter.on(self, ev, fn)
-    on_listener(self, ev)
-    return self
+-- on, once and the prepend forms: the emitter's method, then what a
+-- "data" or "readable" listener changes in the stream.
+for _, method in ipairs({ "on", "once", "prependListener", "prependOnceListener" }) do
+    local add = EventEmitter[method]
+    Readable[method] = function(self, ev, fn)
+        check_listener(method, ev, fn)
+        add(self, ev, fn)
+        on_listener(self, ev)
+        return self
+    end
 end
 Readable.addListener = Readable.on
-
-function Readable:once(ev, fn)
-    check_listener("once", ev, fn)
-    EventEmitter.once(self, ev, fn)
-    on_listener(self, ev)
-    return self
-end
-
-function Readable:prependListener(ev, fn)
-    check_listener("prependListener", ev, fn)
-    EventEmitter.prependListener(self, ev, fn)
-    on_listener(self, ev)
-    return self
-end
-
-function Readable:prependOnceListener(ev, fn)
-    check_listener("prependOnceListener", ev, fn)
-    EventEmitter.prependOnceListener(self, ev, fn)
-    on_listener(self, ev)
-    return self
-end
 
 function Readable:removeListener(ev, fn)
     EventEmitter.removeListener(self, ev, fn)
