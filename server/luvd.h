@@ -124,6 +124,9 @@ int luvd__open_tcp(lua_State *L);
 int luvd__open_pipe(lua_State *L);
 int luvd__open_udp(lua_State *L);
 int luvd__open_tls(lua_State *L);
+int luvd__open_http(lua_State *L);
+int luvd__open_http_parser(lua_State *L);
+int luvd__open_spawn(lua_State *L);
 
 /* ---- stream/stream.c, io/tcp.c, io/pipe.c: the native stream core ---------
  *

@@ -168,6 +168,9 @@ static int open_core(lua_State *L)
     luvd__open_pipe(L);
     luvd__open_udp(L);
     luvd__open_tls(L);
+    luvd__open_http(L);
+    luvd__open_http_parser(L);
+    luvd__open_spawn(L);
     lua_pushlightuserdata(L, rt);
     lua_setfield(L, -2, "runtime");
     lua_pushboolean(L, rt->opts.is_main_thread);
