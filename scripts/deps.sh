@@ -34,6 +34,16 @@ luvd_install_packages() {
         "${missing[@]}" >/dev/null
 }
 
+# Only for bench/http/run (neither scripts/build nor scripts/test installs them):
+#   wrk                    the HTTP load generator
+#   nginx libnginx-mod-http-lua  Debian's nginx with lua-nginx-module (OpenResty's
+#                          module, LuaJIT 2.1 of OpenResty's branch): the OpenResty peer
+LUVD_BENCH_PACKAGES=(wrk nginx libnginx-mod-http-lua)
+
+luvd_ensure_bench_deps() {
+    luvd_install_packages "${LUVD_BENCH_PACKAGES[@]}"
+}
+
 luvd_ensure_deps() {
     luvd_install_packages "${LUVD_PACKAGES[@]}"
     command -v node >/dev/null || luvd_install_packages nodejs
