@@ -495,10 +495,6 @@ local function new_response(server, c, req, keep, minor, head_only)
         _hasConn = false,
         _trailers = false,
         _active = false,   -- registered in the server's active table
-        _events = false,
-        _eventsSeq = 0,
-        _maxListeners = false,
-        _warned = false,
         _writableState = false,
         _readableState = false,
     }, ServerResponse)
@@ -710,7 +706,11 @@ local function done(self)
         self._active = false
         self._server._active[c] = nil
     end
-    if self._events then next_tick(emit_finish, self) else self.writableFinished = true end
+    if rawget(self, "_events") then
+        next_tick(emit_finish, self)
+    else
+        self.writableFinished = true
+    end
 end
 
 -- finish([chunk][, cb]): Content-Length when the head was not sent yet.
@@ -987,6 +987,10 @@ local function on_head(self, c, method, url, minor, headers, raw, flags, uphead)
     local events = rawget(self, "_events")
     if flags % 8 >= HF_UPGRADE then
         local name = method == "CONNECT" and "connect" or "upgrade"
+        if name == "connect" and not (events and events.connect) then
+            C.luvd_http_abort(c) -- as Node: CONNECT without a listener closes
+            return
+        end
         if events and events[name] then
             req.upgrade = true
             local ud = core.http_detach(c)
@@ -1046,7 +1050,6 @@ local function on_close(self, c)
         end
     end
     if res and not res.finished then
-        res.finished = false
         res:emit("close")
     end
 end

@@ -526,6 +526,8 @@ static void push_headers(lua_State *L, server_t *srv)
     }
 }
 
+static const unsigned char tchar[256];
+
 /* ---- llhttp callbacks ----------------------------------------------------------- */
 
 static int on_url(llhttp_t *p, const char *at, size_t len)
@@ -545,8 +547,13 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     conn_t *c = p->data;
     server_t *srv = c->srv;
     hdr_t *h;
-    if (c->state != ST_HEAD)
-        return 0; /* trailers: framed and checked by llhttp, not kept */
+    if (c->state != ST_HEAD) { /* trailers: not kept, but checked as heads are */
+        size_t i;
+        for (i = 0; i < len; i++)
+            if (!tchar[(unsigned char)at[i]])
+                return -1;
+        return 0;
+    }
     if (srv->nhdrs >= srv->max_hdrs) {
         srv->bad_hdr = 2;
         return -1;
@@ -565,7 +572,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     server_t *srv = c->srv;
     hdr_t *h;
     if (c->state != ST_HEAD)
-        return 0;
+        return memchr(at, '\r', len) || memchr(at, '\n', len) ? -1 : 0;
     if (srv->nhdrs == 0)
         return -1;
     h = &srv->hdrs[srv->nhdrs - 1];
@@ -807,6 +814,21 @@ static void dispatch_head(conn_t *c, const char *head, size_t head_len, const ch
     call_lua(srv, EV_HEAD, c, nargs);
 }
 
+/* RFC 3986 host [":" port]: reg-name, IP literal, percent-encoding. */
+static const unsigned char host_char[256] = {
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,  ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,  ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1,  ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1,  ['E'] = 1, ['F'] = 1,
+    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,  ['M'] = 1, ['N'] = 1,
+    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,  ['U'] = 1, ['V'] = 1,
+    ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['0'] = 1, ['1'] = 1,  ['2'] = 1, ['3'] = 1,
+    ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,  ['-'] = 1, ['.'] = 1,
+    ['_'] = 1, ['~'] = 1, ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1,
+    ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1, ['%'] = 1,  [':'] = 1, ['['] = 1,
+    [']'] = 1,
+};
+
 /* Checks a parsed head; returns 0, or an HTTP status with *why. */
 static int check_head(conn_t *c, const char **why)
 {
@@ -815,7 +837,13 @@ static int check_head(conn_t *c, const char **why)
     uint32_t i;
     if (c->p.http_major != 1 || c->p.http_minor > 1) {
         *why = "unsupported HTTP version";
-        return c->p.http_major >= 2 ? 505 : 400;
+        return 400;
+    }
+    /* one SP each side of the target (llhttp 8 takes runs of them) */
+    if (srv->url[-1] != ' ' || srv->url[-2] == ' ' || srv->url[srv->url_len] != ' ' ||
+        srv->url[srv->url_len + 1] != 'H') {
+        *why = "malformed request line";
+        return 400;
     }
     for (i = 0; i < srv->nhdrs; i++) {
         const hdr_t *h = &srv->hdrs[i];
@@ -823,7 +851,14 @@ static int check_head(conn_t *c, const char **why)
             srv->hdrs[i].value = "";
         }
         if (name_is(h, "host", 4)) {
+            uint32_t j;
             hosts++;
+            for (j = 0; j < h->vlen; j++) {
+                if (!host_char[(unsigned char)h->value[j]]) {
+                    *why = "invalid Host header";
+                    return 400;
+                }
+            }
         } else if (name_is(h, "content-length", 14)) {
             cls++;
         } else if (name_is(h, "transfer-encoding", 17)) {
@@ -945,7 +980,7 @@ static size_t process(conn_t *c, const char *p, size_t len)
             }
             c->nreq++;
             if (llhttp_should_keep_alive(&c->p) &&
-                !(srv->max_requests && c->nreq >= srv->max_requests) && !c->p.upgrade)
+                !(srv->max_requests && c->nreq >= srv->max_requests))
                 c->flags |= CF_KEEPALIVE;
             else
                 c->flags &= ~CF_KEEPALIVE;
@@ -960,11 +995,11 @@ static size_t process(conn_t *c, const char *p, size_t len)
             if (c->state == ST_DETACHED)
                 return len; /* Lua took the connection and the rest */
             if (c->p.upgrade) {
-                /* no one took the upgrade: answer it as a plain request
-                 * and close, the bytes after the head are not HTTP */
-                c->flags &= ~CF_KEEPALIVE;
-                c->state = ST_WAIT;
-                return len;
+                /* no one took it: a plain request (as Node), and the parser
+                 * starts afresh for the next one */
+                llhttp_init(&c->p, HTTP_REQUEST, &srv->settings);
+                c->p.data = c;
+                c->flags |= CF_MSG_DONE;
             }
         }
         if (c->state == ST_BODY && !(c->flags & CF_MSG_DONE)) {
@@ -1231,7 +1266,7 @@ int luvd_http_send(void *conn, const char *head, size_t hlen, const char *body, 
         return rc;
     }
     if (flags & SF_END) {
-        c->flags &= ~CF_ACTIVE;
+        c->flags &= ~(CF_ACTIVE | CF_HEAD_SENT);
         if ((flags & SF_CLOSE) || !(c->flags & CF_KEEPALIVE) || c->srv->closing) {
             conn_end(c);
         } else if (c->state == ST_WAIT && !(c->flags & CF_DISPATCH)) {
