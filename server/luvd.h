@@ -226,10 +226,10 @@ struct luvd_stream_s {
     int self_ref;   /* the userdata, while the handle is open */
     int owner_ref;  /* the Lua object events go to */
     uint64_t bytes_read, bytes_written;
-    luvd_npipe_t *pipe_in;  /* the native pipe reading this stream */
-    luvd_npipe_t *pipe_out; /* the native pipe writing into it */
-    luvd_write_t lua_write; /* the one write Lua has in flight */
-    union {                 /* a stream connects before it can shut down */
+    luvd_npipe_t *pipe_in;   /* the native pipe reading this stream */
+    luvd_npipe_t *pipe_out;  /* the native pipe writing into it */
+    luvd_write_t *lua_write; /* the one write Lua has in flight; made on the first */
+    union {                  /* a stream connects before it can shut down */
         uv_shutdown_t shutdown_req;
         uv_connect_t connect_req;
     };
@@ -282,6 +282,13 @@ void luvd__stream_connect_cb(uv_connect_t *req, int status);
 extern const luvd_stream_ops_t luvd__uv_stream_ops;
 int luvd__tcp_init_client(luvd_stream_t *server, luvd_stream_t *client);
 int luvd__pipe_init_client(luvd_stream_t *server, luvd_stream_t *client);
+
+/* ---- http/server.c: FFI hot path (modules/luvd/http.lua), no lua_State --
+ * conn: the connection's address as a number, as Lua got it with a request. */
+int luvd_http_send(double conn, const char *head, size_t hlen, const char *body, size_t blen,
+                   int flags);
+void luvd_http_abort(double conn);
+void luvd_http_reading(double conn, int on);
 
 /* ---- process.c ---------------------------------------------------------- */
 int luvd__open_process(lua_State *L);

@@ -60,15 +60,16 @@ local find, sub, lower, gsub, char =
     string.find, string.sub, string.lower, string.gsub, string.char
 local concat = table.concat
 local floor, huge = math.floor, math.huge
+local band, bor, bnot = bit.band, bit.bor, bit.bnot
 local co_yield, co_resume, co_running = coroutine.yield, coroutine.resume, coroutine.running
 local traceback = debug.traceback
 local next_tick = loop.next_tick
 
 ffi.cdef [[
-int luvd_http_send(void *conn, const char *head, size_t hlen, const char *body, size_t blen,
+int luvd_http_send(double conn, const char *head, size_t hlen, const char *body, size_t blen,
                    int flags);
-void luvd_http_abort(void *conn);
-void luvd_http_reading(void *conn, int on);
+void luvd_http_abort(double conn);
+void luvd_http_reading(double conn, int on);
 double luvd_now(struct luvd_runtime_s *rt);
 ]]
 local C = ffi.C
@@ -148,19 +149,9 @@ local function date_header()
     return date_line
 end
 
--- Lower-case header names, cached: the same few names come every request.
-local lc_cache = setmetatable({}, { __mode = "k" })
-local lc_count = 0
+local hname_lc -- valid header names -> lower case, filled by setHeader
 local function lc(name)
-    local l = lc_cache[name]
-    if l == nil then
-        l = lower(name)
-        if lc_count < 1000 then
-            lc_cache[name] = l
-            lc_count = lc_count + 1
-        end
-    end
-    return l
+    return hname_lc[name] or lower(name)
 end
 
 local SOURCE = debug.getinfo(1, "S").source
@@ -263,40 +254,39 @@ http.IncomingMessage = IncomingMessage
 
 local function new_request(server, c, method, url, minor, headers, raw, has_body)
     local q = find(url, "?", 1, true)
-    local path, query
-    if q then
-        path, query = sub(url, 1, q - 1), parse_query(sub(url, q + 1))
-    else
-        path, query = url, {}
-    end
+    local path, qs = url, false
+    if q then path, qs = sub(url, 1, q - 1), sub(url, q + 1) end
+    -- 13 fields: the hash part stays at 16 slots; the rest are the class's
+    -- defaults below until a request sets them (bodies, errors)
     return setmetatable({
         method = method,
         url = url,
         path = path,
-        query = query,
         httpVersion = minor == 1 and "1.1" or "1.0",
-        httpVersionMajor = 1,
         httpVersionMinor = minor,
         headers = headers,
         complete = not has_body,
-        aborted = false,
-        upgrade = false,
+        _qs = qs,
         _c = c,
         _raw = raw,
         _server = server,
         _res = false,
         _hasBody = has_body,
-        _chunks = false,   -- body chunks kept for req:body()
-        _blen = 0,
-        _limit = false,
-        _tooLarge = false,
-        _waiter = false,   -- the continuation of a req:body() waiting
-        _paused = false,   -- reading stopped for backpressure
-        _err = false,
-        _readableState = false,
-        _writableState = false,
     }, IncomingMessage)
 end
+
+IncomingMessage.httpVersionMajor = 1
+IncomingMessage.aborted = false
+IncomingMessage.upgrade = false
+IncomingMessage._chunks = false    -- body chunks kept for req:body()
+IncomingMessage._blen = 0
+IncomingMessage._limit = false
+IncomingMessage._tooLarge = false
+IncomingMessage._waiter = false    -- the continuation of a req:body() waiting
+IncomingMessage._paused = false    -- reading stopped for backpressure
+IncomingMessage._err = false
+IncomingMessage._readableState = false
+IncomingMessage._writableState = false
 
 local function make_raw_headers(raw)
     local list, n = {}, 0
@@ -333,6 +323,11 @@ IncomingMessage.__index = function(self, k)
     elseif k == "socket" or k == "connection" then
         local v = make_socket(rawget(self, "_c"))
         rawset(self, "socket", v)
+        return v
+    elseif k == "query" then
+        local qs = rawget(self, "_qs")
+        local v = qs and parse_query(qs) or {}
+        rawset(self, k, v)
         return v
     elseif k == "trailers" then
         return {}
@@ -468,37 +463,36 @@ local ServerResponse = Writable:extend("ServerResponse")
 http.ServerResponse = ServerResponse
 
 local function new_response(server, c, req, keep, minor, head_only)
+    -- 12 fields (16 hash slots); the rest are the class's defaults below
     return setmetatable({
         statusCode = 200,
-        statusMessage = false,
-        sendDate = true,
         headersSent = false,
         finished = false,
         writableEnded = false,
-        writableFinished = false,
         req = req,
         _c = c,
         _server = server,
         _keep = keep,
         _minor = minor,
         _headOnly = head_only,
-        _chunked = false,
-        _noBody = false,
-        _wroteHead = false,
-        _hn = 0,           -- headers: names, lower names, values in order
-        _hk = false,
-        _hl = false,
-        _hv = false,
-        _hasCL = false,
-        _hasTE = false,
-        _hasDate = false,
-        _hasConn = false,
-        _trailers = false,
-        _active = false,   -- registered in the server's active table
-        _writableState = false,
-        _readableState = false,
+        _hn = 0,           -- headers: _h holds name, lower name, value for each
+        _h = false,
     }, ServerResponse)
 end
+
+ServerResponse.statusMessage = false
+ServerResponse.sendDate = true
+ServerResponse.writableFinished = false
+ServerResponse._chunked = false
+ServerResponse._noBody = false
+ServerResponse._wroteHead = false
+ServerResponse._hf = 0             -- HH_* bits: headers set that luvd also writes
+ServerResponse._trailers = false
+ServerResponse._active = false     -- registered in the server's active table
+ServerResponse._writableState = false
+ServerResponse._readableState = false
+
+local HH_CL, HH_TE, HH_DATE, HH_CONN = 1, 2, 4, 8
 
 local function check_value(fname, name, value)
     local t = type(value)
@@ -525,45 +519,59 @@ local function check_name(fname, name)
     end
 end
 
+local HH = { ["content-length"] = HH_CL, ["transfer-encoding"] = HH_TE, date = HH_DATE,
+    connection = HH_CONN }
+
 local function header_flags(self, l, on)
-    if l == "content-length" then
-        self._hasCL = on
-    elseif l == "transfer-encoding" then
-        self._hasTE = on
-    elseif l == "date" then
-        self._hasDate = on
-    elseif l == "connection" then
-        self._hasConn = on
-    end
+    local f = HH[l]
+    if f then self._hf = on and bor(self._hf, f) or band(self._hf, bnot(f)) end
 end
 
+-- The index in _h of the value of header l (lower case), or nil.
 local function find_header(self, l)
-    local hl = self._hl
-    if not hl then return nil end
-    for i = 1, self._hn do
-        if hl[i] == l then return i end
+    local hh = self._h
+    if not hh then return nil end
+    for i = 2, self._hn * 3, 3 do
+        if hh[i] == l then return i + 1 end
     end
     return nil
+end
+
+-- Valid header names -> lower case: each name is checked once.
+local hname_n = 0
+hname_lc = {}
+local function header_lc(fname, name)
+    local l = hname_lc[name]
+    if l then return l end
+    check_name(fname, name)
+    l = lower(name)
+    if hname_n < 1000 then
+        hname_lc[name] = l
+        hname_n = hname_n + 1
+    end
+    return l
 end
 
 function ServerResponse:setHeader(name, value)
     if self.headersSent then
         raise("res:setHeader: cannot set headers after they are sent (ERR_HTTP_HEADERS_SENT)")
     end
-    check_name("res:setHeader", name)
-    value = check_value("res:setHeader", name, value)
-    local l = lc(name)
+    local l = header_lc("res:setHeader", name)
+    if type(value) ~= "string" or find(value, "\r", 1, true) or find(value, "\n", 1, true) then
+        value = check_value("res:setHeader", name, value)
+    end
     local i = find_header(self, l)
     if i then
-        self._hk[i], self._hv[i] = name, value
+        self._h[i - 2], self._h[i] = name, value
     else
-        local n = self._hn + 1
-        if n == 1 then
-            self._hk, self._hl, self._hv = { name }, { l }, { value }
+        local n = self._hn
+        local hh = self._h
+        if not hh then
+            self._h = { name, l, value }
         else
-            self._hk[n], self._hl[n], self._hv[n] = name, l, value
+            hh[n * 3 + 1], hh[n * 3 + 2], hh[n * 3 + 3] = name, l, value
         end
-        self._hn = n
+        self._hn = n + 1
         header_flags(self, l, true)
     end
     return self
@@ -572,7 +580,7 @@ end
 function ServerResponse:getHeader(name)
     if type(name) ~= "string" then return nil end
     local i = find_header(self, lc(name))
-    return i and self._hv[i] or nil
+    return i and self._h[i] or nil
 end
 
 function ServerResponse:hasHeader(name)
@@ -587,24 +595,22 @@ function ServerResponse:removeHeader(name)
     local l = lc(name)
     local i = find_header(self, l)
     if not i then return end
-    local hk, hl, hv, n = self._hk, self._hl, self._hv, self._hn
-    for j = i, n - 1 do
-        hk[j], hl[j], hv[j] = hk[j + 1], hl[j + 1], hv[j + 1]
-    end
-    hk[n], hl[n], hv[n] = nil, nil, nil
-    self._hn = n - 1
+    local hh, last = self._h, self._hn * 3
+    for j = i - 2, last - 3 do hh[j] = hh[j + 3] end
+    hh[last - 2], hh[last - 1], hh[last] = nil, nil, nil
+    self._hn = self._hn - 1
     header_flags(self, l, false)
 end
 
 function ServerResponse:getHeaderNames()
     local t = {}
-    for i = 1, self._hn do t[i] = self._hl[i] end
+    for i = 1, self._hn do t[i] = self._h[i * 3 - 1] end
     return t
 end
 
 function ServerResponse:getHeaders()
     local t = {}
-    for i = 1, self._hn do t[self._hl[i]] = self._hv[i] end
+    for i = 1, self._hn do t[self._h[i * 3 - 1]] = self._h[i * 3] end
     return t
 end
 
@@ -648,22 +654,22 @@ local function build_head(self, body_len)
     local b = hbuf
     b:reset()
     b:put(status_line(status, self.statusMessage or nil))
-    local hk, hv = self._hk, self._hv
-    for i = 1, self._hn do
-        local v = hv[i]
+    local hh, hf = self._h, self._hf
+    for i = 1, self._hn * 3, 3 do
+        local v = hh[i + 2]
         if type(v) == "table" then
-            for j = 1, #v do b:put(hk[i], ": ", v[j], "\r\n") end
+            for j = 1, #v do b:put(hh[i], ": ", v[j], "\r\n") end
         else
-            b:put(hk[i], ": ", v, "\r\n")
+            b:put(hh[i], ": ", v, "\r\n")
         end
     end
-    if self.sendDate and not self._hasDate then b:put(date_header()) end
+    if self.sendDate and band(hf, HH_DATE) == 0 then b:put(date_header()) end
     local keep = self._keep
     local server = self._server
     if server._closing then keep = false end
     local no_body = status == 204 or status == 304 or status < 200
     self._noBody = no_body
-    if not no_body and not self._hasCL and not self._hasTE then
+    if not no_body and band(hf, HH_CL + HH_TE) == 0 then
         if body_len then
             b:put("Content-Length: ", body_len, "\r\n")
         elseif self._minor == 1 then
@@ -672,14 +678,13 @@ local function build_head(self, body_len)
         else
             keep = false -- HTTP/1.0: the end of the body is the close
         end
-    elseif self._hasTE then
-        local i = find_header(self, "transfer-encoding")
-        local v = self._hv[i]
+    elseif band(hf, HH_TE) ~= 0 then
+        local v = hh[find_header(self, "transfer-encoding")]
         self._chunked = type(v) == "string" and find(lower(v), "chunked", 1, true) ~= nil
         if not self._chunked then keep = false end
     end
-    if self._hasConn then
-        local v = self._hv[find_header(self, "connection")]
+    if band(hf, HH_CONN) ~= 0 then
+        local v = hh[find_header(self, "connection")]
         if type(v) == "string" and find(lower(v), "close", 1, true) then keep = false end
     elseif keep then
         b:put("Connection: keep-alive\r\n", server._keepAliveLine)
@@ -862,8 +867,7 @@ handler_failed = function(_, res, err)
         res:destroy()
         return
     end
-    res._hn, res._hk, res._hl, res._hv = 0, false, false, false
-    res._hasCL, res._hasTE, res._hasDate, res._hasConn = false, false, false, false
+    res._hn, res._h, res._hf = 0, false, 0
     res.statusCode = 500
     res.statusMessage = false
     res._keep = false

@@ -93,6 +93,12 @@ enum {
 /* scanner states */
 enum { S_START = 0, S_START_CR, S_RL, S_RL_CR, S_LINE, S_NAME, S_VALUE, S_VAL_CR, S_END_CR };
 
+/* Lua names a connection by its address as a number: a double holds a
+ * user-space pointer exactly, and unlike a lightuserdata the trace compiler
+ * passes it to an FFI call. */
+#define CONN_ID(c)  ((double)(uintptr_t)(c))
+#define CONN_PTR(d) ((conn_t *)(uintptr_t)(d))
+
 typedef struct server_s server_t;
 typedef struct conn_s conn_t;
 
@@ -460,7 +466,7 @@ static void call_lua(server_t *srv, int ev, conn_t *c, int nargs)
     lua_rawgeti(L, LUA_REGISTRYINDEX, srv->cb_ref);
     lua_pushinteger(L, ev);
     if (c)
-        lua_pushlightuserdata(L, c);
+        lua_pushnumber(L, CONN_ID(c));
     else
         lua_pushnil(L);
     if (nargs) {
@@ -1220,10 +1226,10 @@ static void queue_resume(conn_t *c)
  * with SF_CHUNKED). SF_END ends the response, SF_CLOSE the connection after
  * it. Returns 0, 1 when the output queue is over its mark ("drain" follows)
  * or a negative error (the connection is gone). */
-int luvd_http_send(void *conn, const char *head, size_t hlen, const char *body, size_t blen,
+int luvd_http_send(double conn, const char *head, size_t hlen, const char *body, size_t blen,
                    int flags)
 {
-    conn_t *c = conn;
+    conn_t *c = CONN_PTR(conn);
     uv_buf_t b[5];
     unsigned n = 0;
     char size[24];
@@ -1282,17 +1288,17 @@ int luvd_http_send(void *conn, const char *head, size_t hlen, const char *body, 
 }
 
 /* Lua lets go of a request without ending it (the connection closes). */
-void luvd_http_abort(void *conn)
+void luvd_http_abort(double conn)
 {
-    conn_t *c = conn;
+    conn_t *c = CONN_PTR(conn);
     c->flags &= ~CF_ACTIVE;
     conn_close(c);
 }
 
 /* Body backpressure: stop (0) or go on (1) reading. */
-void luvd_http_reading(void *conn, int on)
+void luvd_http_reading(double conn, int on)
 {
-    conn_t *c = conn;
+    conn_t *c = CONN_PTR(conn);
     if (on)
         c->flags &= ~CF_PAUSED;
     else
@@ -1505,7 +1511,7 @@ static int l_connections(lua_State *L)
  * server's (reads go to the parser), Lua may look at it or destroy it. */
 static int l_socket(lua_State *L)
 {
-    conn_t *c = lua_touserdata(L, 1);
+    conn_t *c = CONN_PTR(luaL_checknumber(L, 1));
     luaL_argcheck(L, c != NULL, 1, "connection expected");
     if (c->flags & CF_DEAD)
         return 0;
@@ -1520,7 +1526,7 @@ static int l_socket(lua_State *L)
  * the bytes after the head were given with EV_HEAD. */
 static int l_detach(lua_State *L)
 {
-    conn_t *c = lua_touserdata(L, 1);
+    conn_t *c = CONN_PTR(luaL_checknumber(L, 1));
     server_t *srv;
     luaL_argcheck(L, c != NULL, 1, "connection expected");
     if (c->flags & (CF_DEAD | CF_KILL))

@@ -259,6 +259,7 @@ static int uvs_shutdown(luvd_stream_t *s)
 
 static void stream_free(luvd_stream_t *s)
 {
+    free(s->lua_write);
     ctx_unref(s->ctx);
     free(s);
 }
@@ -447,9 +448,13 @@ static int lua_write(luvd_stream_t *s, uv_buf_t *bufs, unsigned nbufs)
         return UV_EBADF;
     if (s->flags & LUVD_SF_LUA_WRITING)
         return UV_EBUSY;
-    s->lua_write.cb = lua_write_done;
-    s->lua_write.stream = s;
-    rc = s->ops->write(s, &s->lua_write, bufs, nbufs);
+    /* made on the first write: a stream that Lua never writes (an idle
+     * HTTP connection) saves its size */
+    if (!s->lua_write && !(s->lua_write = malloc(sizeof *s->lua_write)))
+        return UV_ENOMEM;
+    s->lua_write->cb = lua_write_done;
+    s->lua_write->stream = s;
+    rc = s->ops->write(s, s->lua_write, bufs, nbufs);
     if (rc == 1)
         return 0;
     if (rc == 0) {
