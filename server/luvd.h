@@ -272,6 +272,33 @@ extern const luvd_stream_ops_t luvd__uv_stream_ops;
 int luvd__tcp_init_client(luvd_stream_t *server, luvd_stream_t *client);
 int luvd__pipe_init_client(luvd_stream_t *server, luvd_stream_t *client);
 
+/* ---- parallel/clone.c: Lua values to flat bytes and back ------------------
+ * For messages between processes and threads (API.md "Cloning"); the format
+ * is described at the top of clone.c. */
+#define LUVD_CLONE_DEFAULT_LIMIT (64u * 1024 * 1024)
+enum luvd_clone_error {
+    LUVD_CLONE_EUNSUPPORTED = -1, /* a function, coroutine, userdata, cdata */
+    LUVD_CLONE_ETOOBIG = -2,      /* over buf->limit */
+    LUVD_CLONE_EDEPTH = -3,       /* nested too deeply */
+    LUVD_CLONE_ENOMEM = -4
+};
+typedef struct luvd_clone_buf_s {
+    char *data; /* malloc'd; owned by the buffer */
+    size_t len, cap;
+    size_t limit;     /* most bytes the buffer may hold */
+    const char *root; /* the value's name in error paths ("msg") */
+    char err[256];    /* why encoding failed */
+} luvd_clone_buf_t;
+void luvd__clone_buf_init(luvd_clone_buf_t *buf);
+void luvd__clone_buf_free(luvd_clone_buf_t *buf);
+/* Appends the value at idx to buf. Returns 0, or a luvd_clone_error with
+ * buf->err set; never raises, and leaves the Lua stack as it found it. */
+int luvd__clone_encode(lua_State *L, int idx, luvd_clone_buf_t *buf);
+/* Pushes the value in data (0), or an error message (-1) for bytes that
+ * are not one whole encoded value. Never raises on bad input. */
+int luvd__clone_decode(lua_State *L, const char *data, size_t len);
+int luvd__open_clone(lua_State *L);
+
 /* ---- process.c ---------------------------------------------------------- */
 int luvd__open_process(lua_State *L);
 
