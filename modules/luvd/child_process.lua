@@ -96,6 +96,14 @@ local function node_error(message, code)
     return errors.new(message, code)
 end
 
+-- A NUL would cut the string short in C: refuse it, as Node does.
+local function check_nul(fname, name, s)
+    if s:find("\0", 1, true) then
+        raise(errors.new(("%s: bad argument '%s' (must be a string without null bytes)"):format(
+            fname, name), "ERR_INVALID_ARG_VALUE"))
+    end
+end
+
 -------------------------------------------------------------------------------
 -- The IPC channel (both ends)
 -------------------------------------------------------------------------------
@@ -414,6 +422,7 @@ local function env_list(fname, env)
         if type(k) == "string" and v ~= nil then
             n = n + 1
             list[n] = k .. "=" .. tostring(v)
+            check_nul(fname, "options.env." .. k, list[n])
         end
     end
     return list
@@ -423,6 +432,7 @@ end
 local function spawn_args(fname, file, args, opts)
     if type(file) ~= "string" then typeerror(fname, 1, "file", "string", file) end
     if file == "" then raise(fname .. ": bad argument #1 'file' (must not be empty)") end
+    check_nul(fname, "file", file)
     if type(args) == "table" and args[1] == nil and next(args) ~= nil and opts == nil then
         args, opts = nil, args
     end
@@ -435,11 +445,13 @@ local function spawn_args(fname, file, args, opts)
             typeerror(fname, 2, "args[" .. i .. "]", "string", a)
         end
         list[i] = tostring(a)
+        check_nul(fname, "args[" .. i .. "]", list[i])
     end
     opts = opts or {}
     if opts.cwd ~= nil and type(opts.cwd) ~= "string" then
         typeerror(fname, 3, "options.cwd", "string", opts.cwd)
     end
+    if opts.cwd then check_nul(fname, "options.cwd", opts.cwd) end
     if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout < 0) then
         typeerror(fname, 3, "options.timeout", "non-negative number", opts.timeout)
     end
