@@ -498,6 +498,27 @@ require("luvd.core").write(tonumber(%q), %q)
         end
     end)
 
+    it("leaves no descriptor behind after forked children and their channels", function()
+        testing.timeout(60000)
+        local path = script("bye.lua", "process.send('hi')")
+        local function run(n)
+            local closed = 0
+            for _ = 1, n do
+                local child = cp.fork(path)
+                child:on("message", function() end)
+                child:on("close", function() closed = closed + 1 end)
+            end
+            wait_until(function() return closed == n end, 50000)
+        end
+        run(1) -- the SIGCHLD plumbing is made once per loop
+        collectgarbage()
+        local before = count_fds()
+        run(20)
+        collectgarbage()
+        collectgarbage()
+        assert.equal(before, count_fds())
+    end)
+
     it("runs with silent = true: the child's stdout is a pipe", function()
         local child = cp.fork(script("silent.lua", "print('from child')"), { silent = true })
         local r = record(child)
