@@ -219,6 +219,18 @@ c.on('close', (code, sig) => {
         assert.equal(child.pid, tonumber(table.concat(r.out)))
     end)
 
+    it("lets the parent exit before a detached, unref'd child", function()
+        local out, _, code = h.luvd({ "-e", [[
+local c = require("luvd.child_process").spawn("sleep", { "30" },
+    { detached = true, stdio = "ignore" })
+c:unref()
+print(c.pid)
+]] })
+        assert.equal(0, code)
+        local pid = assert(tonumber(out))
+        assert.is_true(process.kill(pid, "SIGKILL")) -- still running: ours to stop
+    end)
+
     it("closes after exit even when nobody read a pipe", function()
         -- what fits in the pipe's buffer is drained after the exit (more
         -- than that blocks the child until someone reads, as in Node)
