@@ -47,6 +47,14 @@
 --   child under a uv loop of their own and block the caller until it exits
 --   (the caller's loop does not turn meanwhile), as Node's do. The child's
 --   stderr is copied to ours for the exec forms unless stdio is given.
+--   Only fds 0-2 can be pipes there ("pipe" further up means "ignore"),
+--   and there is no "ipc". maxBuffer (default 1 MiB) truncates and kills
+--   (error ENOBUFS); timeout kills with killSignal (error ETIMEDOUT).
+--
+-- Where the API was silent: exec/execFile's err.code for a failed spawn is
+-- the error name ("ENOENT"); spawn failures other than ENOENT, EACCES,
+-- EAGAIN, EMFILE and ENFILE raise at once (as Node throws them); stdio
+-- pipes are net.Sockets (kind "pipe"), stdin paused (never read).
 --
 -- Messages are Lua values cloned by C (server/parallel/clone.c): nil,
 -- booleans, numbers, strings, and tables (shared references and cycles
