@@ -91,6 +91,21 @@ local s = http.createServer(function(req, res)
         res:finish("three")
     elseif req.path == "/query" then
         res:finish(req.query.a .. "+" .. req.query.b)
+    elseif req.path == "/big" then
+        -- 20 MB in 64 KB writes, waiting for "drain" when write says so
+        local chunk = ("x"):rep(65536)
+        local k
+        res:on("drain", function() if k then local f = k; k = nil; f() end end)
+        for _ = 1, 320 do
+            if not res:write(chunk) then
+                k = require("luvd.loop").continuation("drain")
+                require("luvd.loop").wait(k)
+            end
+        end
+        res:finish()
+    elseif req.path == "/file" then
+        res:setHeader("Content-Type", "text/plain")
+        require("luvd.fs").createReadStream(req.query.path):pipe(res)
     else
         res:setHeader("Content-Type", "text/plain")
         res:finish("Hello World\n")
@@ -187,6 +202,21 @@ describe("http server with real clients", function()
         assert.equal(0, code, err)
         assert.matches("Transfer%-Encoding: chunked\r\n", out)
         assert.matches("\r\n\r\n4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n$", out)
+    end)
+
+    it_curl("streams 20 MB through res:write with drain, and a file through pipe", function()
+        local out, err, code = h.sh(("curl -s -o /dev/null -w '%%{size_download} %%{http_code}' "
+            .. "--limit-rate 20M http://127.0.0.1:%d/big"):format(child.port))
+        assert.equal(0, code, err)
+        assert.equal(tostring(320 * 65536) .. " 200", out)
+        local me = debug.getinfo(1, "S").source:sub(2)
+        local f = assert(io.open(me, "rb"))
+        local want = f:read("*a")
+        f:close()
+        out, err, code = h.sh(("curl -s http://127.0.0.1:%d/file?path=%s"):format(child.port,
+            h.quote(me)))
+        assert.equal(0, code, err)
+        assert.equal(want, out)
     end)
 
     it_node("serves Node's http client: keep-alive agent, POST, query", function()
