@@ -399,6 +399,63 @@ describe("http server framing", function()
     end)
 end)
 
+describe("http server response API", function()
+    it("writeHead with headers, getHeader/removeHeader, and \"request\" listeners", function()
+        local s = http.createServer()
+        local listened = 0
+        s:on("request", function(req, res)
+            listened = listened + 1
+            res:setHeader("X-Gone", "1")
+            res:setHeader("x-multi", { "a", "b" })
+            assert.equal("1", res:getHeader("x-gone"))
+            assert.is_true(res:hasHeader("X-GONE"))
+            res:removeHeader("X-Gone")
+            assert.is_false(res:hasHeader("x-gone"))
+            res:writeHead(201, "Made", { ["Content-Type"] = "text/x" })
+            assert.is_true(res.headersSent)
+            assert.has_error(function() res:setHeader("X-Late", "1") end)
+            res:finish(req.method)
+        end)
+        local k = loop.continuation("listen")
+        s:listen(0, "127.0.0.1", k)
+        loop.wait(k)
+        local r = exchange(s:address().port, get("/"), { close_after = 1 })
+        assert.equal(1, listened)
+        assert.matches("^HTTP/1.1 201 Made\r\n", r.data)
+        assert.matches("x%-multi: a\r\nx%-multi: b\r\n", r.data)
+        assert.matches("Content%-Type: text/x\r\n", r.data)
+        assert.matches("Content%-Length: 3\r\n", r.data)
+        assert.is_nil(r.data:find("X-Gone", 1, true))
+        assert.matches("\r\n\r\nGET$", r.data)
+        close(s)
+    end)
+
+    it("raises at once on misuse: CR LF in a value, a bad name, write after finish", function()
+        local errs = {}
+        local s, port = serve(nil, function(_, res)
+            for _, f in ipairs {
+                function() res:setHeader("X", "a\r\nInjected: 1") end,
+                function() res:setHeader("Bad Name", "1") end,
+                function() res:writeHead(99) end,
+            } do
+                local ok, e = pcall(f)
+                errs[#errs + 1] = not ok and tostring(e) or "no error"
+            end
+            res:finish("x")
+            local ok, e = pcall(res.write, res, "y")
+            errs[#errs + 1] = not ok and tostring(e) or "no error"
+        end)
+        local r = exchange(port, get("/"), { close_after = 1 })
+        assert.equal("200", r.outcome)
+        assert.matches("ERR_INVALID_CHAR", errs[1])
+        assert.matches("header name", errs[2])
+        assert.matches("ERR_HTTP_INVALID_STATUS_CODE", errs[3])
+        assert.matches("ERR_STREAM_WRITE_AFTER_END", errs[4])
+        assert.is_nil(r.data:find("Injected", 1, true))
+        close(s)
+    end)
+end)
+
 describe("http server limits", function()
     it("answers 431 for a head over maxHeaderSize", function()
         local s, port = serve({ maxHeaderSize = 1024 }, function(_, res) res:finish() end)

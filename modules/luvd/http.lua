@@ -467,6 +467,7 @@ local function new_response(server, c, req, keep, minor, head_only)
     return setmetatable({
         statusCode = 200,
         headersSent = false,
+        _sent = false,     -- the head went out (headersSent is true from writeHead)
         finished = false,
         writableEnded = false,
         req = req,
@@ -642,6 +643,7 @@ function ServerResponse:writeHead(status, message, headers)
         end
     end
     self._wroteHead = true
+    self.headersSent = true
     return self
 end
 
@@ -693,6 +695,7 @@ local function build_head(self, body_len)
     end
     b:put("\r\n")
     self.headersSent = true
+    self._sent = true
     self._keep = keep
     return keep
 end
@@ -744,7 +747,7 @@ function ServerResponse:finish(chunk, enc, cb)
     local len = #chunk
     local body_len = len
     if self._headOnly then len = 0 end
-    if not self.headersSent then
+    if not self._sent then
         local keep = build_head(self, body_len)
         if self._noBody then len = 0 end
         local p, n = hbuf:ref()
@@ -782,7 +785,7 @@ function ServerResponse:write(chunk, enc, cb)
     local len = #chunk
     if self._headOnly then len = 0 end
     local rc
-    if not self.headersSent then
+    if not self._sent then
         build_head(self, nil)
         if self._noBody then len = 0 end
         local p, n = hbuf:ref()
@@ -803,7 +806,7 @@ function ServerResponse:write(chunk, enc, cb)
 end
 
 function ServerResponse:flushHeaders()
-    if self.headersSent or not self._c then return end
+    if self._sent or not self._c then return end
     build_head(self, nil)
     local p, n = hbuf:ref()
     C.luvd_http_send(self._c, p, n, nil, 0, 0)
@@ -863,10 +866,11 @@ end
 handler_failed = function(_, res, err)
     log_error(err)
     if not res or res.finished or not res._c then return end
-    if res.headersSent then
+    if res._sent then
         res:destroy()
         return
     end
+    res.headersSent = false
     res._hn, res._h, res._hf = 0, false, 0
     res.statusCode = 500
     res.statusMessage = false
