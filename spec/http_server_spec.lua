@@ -430,6 +430,22 @@ describe("http server response API", function()
         close(s)
     end)
 
+    it("emits \"connection\" with a socket when a listener was added before listen", function()
+        local s = http.createServer(function(req, res) res:finish(req.socket.remoteAddress) end)
+        local sockets = 0
+        s:on("connection", function(socket)
+            sockets = sockets + 1
+            assert.equal("127.0.0.1", socket.remoteAddress)
+        end)
+        local k = loop.continuation("listen")
+        s:listen(0, "127.0.0.1", k)
+        loop.wait(k)
+        local r = exchange(s:address().port, get("/") .. get("/"), { close_after = 2 })
+        assert.same({ "127.0.0.1", "127.0.0.1" }, bodies(r.data))
+        assert.equal(1, sockets)
+        close(s)
+    end)
+
     it("raises at once on misuse: CR LF in a value, a bad name, write after finish", function()
         local errs = {}
         local s, port = serve(nil, function(_, res)

@@ -23,7 +23,8 @@
 --     maxRequestsPerSocket  requests per connection, then Connection: close
 --                      (default 0 = no limit)
 --   Events: "request"(req, res), "upgrade"(req, socket, head),
---   "connect"(req, socket, head) for CONNECT, "clientError"(err) for bad
+--   "connect"(req, socket, head) for CONNECT, "connection"(socket) when a
+--   listener was added before listen(), "clientError"(err) for bad
 --   input C answered itself (err.status, err.message), "listening",
 --   "close", "error".
 --   Each request's handler runs in its own coroutine; coroutines are reused.
@@ -75,8 +76,8 @@ double luvd_now(struct luvd_runtime_s *rt);
 local C = ffi.C
 local rt = loop.rt
 
-local EV_HEAD, EV_BODY, EV_END, EV_DRAIN, EV_CLOSE, EV_DRAINED, EV_CLIENT_ERR =
-    1, 2, 3, 4, 5, 6, 7
+local EV_HEAD, EV_BODY, EV_END, EV_DRAIN, EV_CLOSE, EV_DRAINED, EV_CLIENT_ERR, EV_CONNECTION =
+    1, 2, 3, 4, 5, 6, 7, 8
 local HF_KEEPALIVE, HF_BODY, HF_UPGRADE, HF_CLOSING = 1, 2, 4, 8
 local SF_END, SF_CHUNKED, SF_CLOSE = 1, 2, 4
 
@@ -942,6 +943,9 @@ function Server:_listenHandle(h, backlog)
             requestTimeout = self.requestTimeout,
             keepAliveTimeout = self.keepAliveTimeout,
             maxRequestsPerSocket = self.maxRequestsPerSocket,
+            -- a socket object per connection only for "connection" listeners
+            -- added before listen()
+            connectionEvent = self:listenerCount("connection") > 0,
         })
         local kat = self.keepAliveTimeout
         self._keepAliveLine = kat > 0 and ("Keep-Alive: timeout=" .. floor(kat / 1000) .. "\r\n")
@@ -1086,6 +1090,9 @@ on_event = function(self, ev, c, a, b, d, e, f, g, h)
         on_close(self, c)
     elseif ev == EV_DRAINED then
         self:_emitCloseIfDrained()
+    elseif ev == EV_CONNECTION then
+        local socket = make_socket(c)
+        if socket then self:emit("connection", socket) end
     elseif ev == EV_CLIENT_ERR then
         local events = rawget(self, "_events")
         if events and events.clientError then

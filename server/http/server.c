@@ -47,13 +47,14 @@
 
 /* Events to Lua: cb(ev, conn, ...) */
 enum {
-    EV_HEAD = 1,  /* conn, method, url, minor, headers, raw, flags[, upgrade head] */
-    EV_BODY,      /* conn, chunk */
-    EV_END,       /* conn, trailers or nil */
-    EV_DRAIN,     /* conn */
-    EV_CLOSE,     /* conn: died under a request */
-    EV_DRAINED,   /* the server is closing and its last connection closed */
-    EV_CLIENT_ERR /* status, code, reason */
+    EV_HEAD = 1,   /* conn, method, url, minor, headers, raw, flags[, upgrade head] */
+    EV_BODY,       /* conn, chunk */
+    EV_END,        /* conn, trailers or nil */
+    EV_DRAIN,      /* conn */
+    EV_CLOSE,      /* conn: died under a request */
+    EV_DRAINED,    /* the server is closing and its last connection closed */
+    EV_CLIENT_ERR, /* status, reason */
+    EV_CONNECTION  /* conn: only when Lua listens for "connection" */
 };
 
 /* Head flags for Lua */
@@ -129,6 +130,7 @@ struct server_s {
     int refs; /* the userdata, the timer, the idle handle, each connection */
     int cb_ref;
     int closing, gone;
+    int conn_event; /* Lua listens for "connection" */
     unsigned nconns;
     uint32_t max_header_size, max_requests;
     uint64_t max_body_size;
@@ -1347,8 +1349,12 @@ static void connection_cb(uv_stream_t *listener, int status)
     }
     if (ls->kind == LUVD_KIND_TCP)
         uv_tcp_nodelay(&c->s.h.tcp, 1);
-    if (c->s.ops->read_start(&c->s) < 0)
+    if (c->s.ops->read_start(&c->s) < 0) {
         conn_close(c);
+        return;
+    }
+    if (srv->conn_event)
+        call_lua(srv, EV_CONNECTION, c, 0);
 }
 
 static void sweep_list(server_t *srv, int list, uint64_t now)
@@ -1429,6 +1435,9 @@ static int l_server_new(lua_State *L)
     srv->request_timeout = opt_ms(L, 2, "requestTimeout", 300000);
     srv->keepalive_timeout = opt_ms(L, 2, "keepAliveTimeout", 5000);
     srv->max_requests = (uint32_t)opt_ms(L, 2, "maxRequestsPerSocket", 0);
+    lua_getfield(L, 2, "connectionEvent");
+    srv->conn_event = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     srv->max_hdrs = srv->max_header_size / 4 + 2;
     srv->hdrs = malloc(sizeof *srv->hdrs * srv->max_hdrs);
     if (!srv->hdrs)
