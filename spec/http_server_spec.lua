@@ -706,6 +706,45 @@ describe("http server errors, close and upgrade", function()
         end)
 end)
 
+describe("http server over a fed connection", function()
+    it("serves HTTPS: tls.createServer's sockets fed to the same C core", function()
+        local certs = require("spec.support.tls_certs").make()
+        local tls = require "luvd.tls"
+        local hs = http.createServer({ maxHeaderSize = 1024 }, function(req, res)
+            if req.path == "/later" then loop.sleep(20) end
+            res:finish("secure " .. req.method .. " " .. req.url .. " " .. (req:body() or ""))
+        end)
+        local ts = tls.createServer({ key = certs.server.key, cert = certs.server.cert },
+            function(sock) hs:_serveDuplex(sock) end)
+        local k = loop.continuation("listen")
+        ts:listen(0, "127.0.0.1", k)
+        loop.wait(k)
+        local function ask(payload)
+            local c = tls.connect { port = ts:address().port, host = "127.0.0.1",
+                rejectUnauthorized = false }
+            local data, closed = "", false
+            c:on("data", function(d) data = data .. d end)
+            c:on("close", function() closed = true end)
+            c:on("error", function() end)
+            c:write(payload)
+            return function() return data, closed end, c
+        end
+        local got, c = ask(get("/later") .. "POST /p HTTP/1.1\r\nHost: a\r\n"
+            .. "Content-Length: 4\r\n\r\nbody")
+        testing.wait_until(function() return #bodies(got()) == 2 end)
+        assert.same({ "secure GET /later ", "secure POST /p body" }, bodies(got()))
+        c:destroy()
+        -- bad input gets its status over TLS too, then the close
+        local got2 = ask("GET / HTTP/1.1\r\nHost: a\r\nX: " .. ("y"):rep(2000) .. "\r\n\r\n")
+        testing.wait_until(function() return select(2, got2()) end)
+        assert.matches("^HTTP/1.1 431 ", (got2()))
+        local closed = false
+        ts:close(function() closed = true end)
+        testing.wait_until(function() return closed end)
+        require("spec.support.tls_certs").remove(certs)
+    end)
+end)
+
 describe("http server hot path", function()
     it("compiles: no trace aborts in luvd's modules over 10k keep-alive hello requests",
         function()

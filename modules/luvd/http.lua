@@ -78,6 +78,7 @@ local rt = loop.rt
 
 local EV_HEAD, EV_BODY, EV_END, EV_DRAIN, EV_CLOSE, EV_DRAINED, EV_CLIENT_ERR, EV_CONNECTION =
     1, 2, 3, 4, 5, 6, 7, 8
+local EV_VWRITE, EV_VEND = 9, 10
 local HF_KEEPALIVE, HF_BODY, HF_UPGRADE, HF_CLOSING = 1, 2, 4, 8
 local SF_END, SF_CHUNKED, SF_CLOSE = 1, 2, 4
 
@@ -306,7 +307,9 @@ local function make_raw_headers(raw)
     return list
 end
 
-local function make_socket(c)
+local function make_socket(c, server)
+    local fed = c and server and server._virtual[c]
+    if fed then return fed end
     local ud = c and core.http_socket(c)
     if not ud then return nil end
     return net.Socket:new { handle = ud, kind = "tcp" }
@@ -322,7 +325,7 @@ IncomingMessage.__index = function(self, k)
         rawset(self, k, v)
         return v
     elseif k == "socket" or k == "connection" then
-        local v = make_socket(rawget(self, "_c"))
+        local v = make_socket(rawget(self, "_c"), rawget(self, "_server"))
         rawset(self, "socket", v)
         return v
     elseif k == "query" then
@@ -849,7 +852,7 @@ ServerResponse.__index = function(self, k)
     local m = ServerResponse[k]
     if m ~= nil then return m end
     if k == "socket" or k == "connection" then
-        local v = make_socket(rawget(self, "_c"))
+        local v = make_socket(rawget(self, "_c"), rawget(self, "_server"))
         rawset(self, "socket", v)
         return v
     end
@@ -921,6 +924,7 @@ function Server:initialize(opts, handler)
     self._closing = false
     self._closeEmitted = false
     self._active = {}
+    self._virtual = {} -- fed connection -> its source (_serveDuplex)
     self._keepAliveLine = ""
     self._both = false
 end
@@ -931,7 +935,7 @@ end
 
 local on_event
 
-function Server:_listenHandle(h, backlog)
+local function ensure_core(self)
     if not self._srv then
         local server = self
         self._srv = core.http_server_new(function(ev, c, a, b, d, e, f, g, i)
@@ -951,7 +955,47 @@ function Server:_listenHandle(h, backlog)
         self._keepAliveLine = kat > 0 and ("Keep-Alive: timeout=" .. floor(kat / 1000) .. "\r\n")
             or ""
     end
-    return core.http_listen(self._srv, h, backlog)
+    return self._srv
+end
+
+function Server:_listenHandle(h, backlog)
+    return core.http_listen(ensure_core(self), h, backlog)
+end
+
+-- What a fed connection's feed returned: write the output, act on the state.
+local function fed(sock, out, state)
+    if out then sock:write(out) end
+    if state == 2 then
+        sock:finish()
+    elseif state == 3 then
+        sock:destroy()
+    elseif state == 1 then
+        -- body backpressure: no resume signal for fed connections yet; the
+        -- source keeps flowing and C buffers (bounded by the body limits)
+        return
+    end
+end
+
+-- server:_serveDuplex(sock): serves HTTP over a connected Duplex (a
+-- tls.TLSSocket for https) through the same C parser, limits and
+-- timeouts: its chunks are fed to C, the responses written back to it.
+function Server:_serveDuplex(sock)
+    local id = core.http_vnew(ensure_core(self))
+    self._virtual[id] = sock
+    sock:on("data", function(d)
+        if self._virtual[id] == sock then fed(sock, core.http_feed(id, d)) end
+    end)
+    sock:on("end", function()
+        if self._virtual[id] == sock then fed(sock, core.http_feed(id, nil)) end
+    end)
+    sock:on("error", function() end) -- "close" follows
+    sock:on("close", function()
+        if self._virtual[id] == sock then
+            self._virtual[id] = nil
+            core.http_vclose(id)
+        end
+    end)
+    return id
 end
 
 function Server:close(cb)
@@ -1005,10 +1049,22 @@ local function on_head(self, c, method, url, minor, headers, raw, flags, uphead)
         end
         if events and events[name] then
             req.upgrade = true
+            local vsock = self._virtual[c]
             local ud = core.http_detach(c)
             req._c = false
-            if not ud then return end
-            local socket = net.Socket:new { handle = ud, kind = "tcp" }
+            local socket
+            if vsock then
+                -- a fed source goes to the listener as it is
+                self._virtual[c] = nil
+                vsock:removeAllListeners("data")
+                vsock:removeAllListeners("end")
+                core.http_vclose(c)
+                socket = vsock
+            elseif not ud then
+                return
+            else
+                socket = net.Socket:new { handle = ud, kind = "tcp" }
+            end
             rawset(req, "socket", socket)
             run(emit_upgrade, req, socket, { self, name, uphead or "" })
             return
@@ -1090,6 +1146,12 @@ on_event = function(self, ev, c, a, b, d, e, f, g, h)
         on_close(self, c)
     elseif ev == EV_DRAINED then
         self:_emitCloseIfDrained()
+    elseif ev == EV_VWRITE then
+        local sock = self._virtual[c]
+        if sock then sock:write(a) end
+    elseif ev == EV_VEND then
+        local sock = self._virtual[c]
+        if sock then fed(sock, nil, a) end
     elseif ev == EV_CONNECTION then
         local socket = make_socket(c)
         if socket then self:emit("connection", socket) end

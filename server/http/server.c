@@ -54,7 +54,9 @@ enum {
     EV_CLOSE,      /* conn: died under a request */
     EV_DRAINED,    /* the server is closing and its last connection closed */
     EV_CLIENT_ERR, /* status, reason */
-    EV_CONNECTION  /* conn: only when Lua listens for "connection" */
+    EV_CONNECTION, /* conn: only when Lua listens for "connection" */
+    EV_VWRITE,     /* conn, bytes: output of a fed connection */
+    EV_VEND        /* conn, 2 (end) or 3 (destroy): a fed connection is done */
 };
 
 /* Head flags for Lua */
@@ -85,11 +87,28 @@ enum {
     CF_MSG_DONE = 1 << 6,  /* the current request was fully received */
     CF_HEAD_SENT = 1 << 7, /* Lua wrote the response head */
     CF_WANT_DRAIN = 1 << 8,
-    CF_PAUSED = 1 << 9,  /* Lua asked to stop reading (body backpressure) */
-    CF_RESUME = 1 << 10, /* in the server's resume queue */
-    CF_ENDING = 1 << 11, /* shutdown asked, close follows */
-    CF_DEAD = 1 << 12,   /* close asked */
+    CF_PAUSED = 1 << 9,   /* Lua asked to stop reading (body backpressure) */
+    CF_RESUME = 1 << 10,  /* in the server's resume queue */
+    CF_ENDING = 1 << 11,  /* shutdown asked, close follows */
+    CF_DEAD = 1 << 12,    /* close asked */
+    CF_VIRTUAL = 1 << 13, /* fed by Lua (a TLS socket): no uv handle */
+    CF_VFLUSH = 1 << 14,  /* output for Lua waits in vx */
 };
+
+/* A fed connection (CF_VIRTUAL) reads what Lua gives luvd_http_feed and
+ * writes into vx->out, which Lua takes: as feed's result, or with EV_VWRITE
+ * from the loop for output made outside a feed (a response that ends
+ * later). Lua owns its lifetime: http_vclose frees it. Kept behind
+ * s.sink_data, which an HTTP connection does not use otherwise. */
+typedef struct vconn_s {
+    char *out;
+    size_t len, cap;
+    int ended;   /* 2: end after the output, 3: destroy */
+    int told;    /* Lua heard ended */
+    int busy;    /* inside feed or a delivery: vclose only marks */
+    int closing; /* vclose came while busy */
+} vconn_t;
+#define VX(c) ((vconn_t *)(c)->s.sink_data)
 
 /* scanner states */
 enum { S_START = 0, S_START_CR, S_RL, S_RL_CR, S_LINE, S_NAME, S_VALUE, S_VAL_CR, S_END_CR };
@@ -158,6 +177,9 @@ struct server_s {
 
 static void conn_close(conn_t *c);
 static void conn_end(conn_t *c);
+static void conn_event(luvd_stream_t *s, int ev, int status);
+static void sink_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static int vdeliver(conn_t *c);
 static void process_in(conn_t *c);
 
 /* ---- lists and the sweep ------------------------------------------------------ */
@@ -228,6 +250,36 @@ static void owrite_cb(luvd_write_t *w, int status)
     }
 }
 
+static void queue_resume(conn_t *c);
+
+/* Output of a fed connection: kept for Lua, who is told from the loop
+ * unless a feed is running (feed returns it). */
+static int vwrite(conn_t *c, uv_buf_t *bufs, unsigned n, size_t total)
+{
+    vconn_t *vx = VX(c);
+    unsigned i;
+    if (vx->len + total > vx->cap) {
+        size_t cap = vx->cap ? vx->cap : 4096;
+        char *p;
+        while (cap < vx->len + total)
+            cap *= 2;
+        if (!(p = realloc(vx->out, cap)))
+            return UV_ENOMEM;
+        vx->out = p;
+        vx->cap = cap;
+    }
+    for (i = 0; i < n; i++) {
+        memcpy(vx->out + vx->len, bufs[i].base, bufs[i].len);
+        vx->len += bufs[i].len;
+    }
+    c->s.bytes_written += total;
+    if (!vx->busy) {
+        c->flags |= CF_VFLUSH;
+        queue_resume(c);
+    }
+    return 0;
+}
+
 /* Writes bufs now, copying what the kernel did not take. 0 or an error. */
 static int write_bufs(conn_t *c, uv_buf_t *bufs, unsigned n)
 {
@@ -242,6 +294,8 @@ static int write_bufs(conn_t *c, uv_buf_t *bufs, unsigned n)
         total += bufs[i].len;
     if (total == 0)
         return 0;
+    if (c->flags & CF_VIRTUAL)
+        return vwrite(c, bufs, n, total);
     rc = uv_try_write(&c->s.h.stream, bufs, n);
     if (rc < 0 && rc != UV_EAGAIN)
         return rc;
@@ -430,6 +484,17 @@ static void conn_event(luvd_stream_t *s, int ev, int status)
     server_unref(srv);
 }
 
+static void vend(conn_t *c, int how)
+{
+    vconn_t *vx = VX(c);
+    if (!vx->ended)
+        vx->ended = how;
+    if (!vx->busy) {
+        c->flags |= CF_VFLUSH;
+        queue_resume(c);
+    }
+}
+
 static void conn_close(conn_t *c)
 {
     if (c->flags & CF_DEAD)
@@ -439,6 +504,11 @@ static void conn_close(conn_t *c)
         return;
     }
     c->flags |= CF_DEAD;
+    if (c->flags & CF_VIRTUAL) {
+        list_move(c, L_BUSY, 0);
+        vend(c, 3);
+        return;
+    }
     luvd__stream_close(&c->s);
 }
 
@@ -453,6 +523,10 @@ static void conn_end(conn_t *c)
     }
     c->flags |= CF_ENDING;
     list_move(c, L_BUSY, 0);
+    if (c->flags & CF_VIRTUAL) {
+        vend(c, 2);
+        return;
+    }
     c->s.ops->read_stop(&c->s);
     if (luvd_stream_shutdown(&c->s) < 0)
         conn_close(c);
@@ -1120,7 +1194,7 @@ static void process_in(conn_t *c)
 
 static void update_reading(conn_t *c)
 {
-    if (c->flags & (CF_DEAD | CF_ENDING) || c->state == ST_DETACHED)
+    if (c->flags & (CF_DEAD | CF_ENDING | CF_VIRTUAL) || c->state == ST_DETACHED)
         return;
     if ((c->flags & CF_PAUSED) || c->in_len > IN_MAX)
         c->s.ops->read_stop(&c->s);
@@ -1180,6 +1254,42 @@ static const luvd_stream_sink_t http_sink = {sink_alloc, sink_read};
 
 /* ---- resuming after a response ended outside process() ---------------------- */
 
+static void vfree(conn_t *c)
+{
+    vconn_t *vx = VX(c);
+    conn_event(&c->s, LUVD_EV_CLOSE, 0);
+    free(vx->out);
+    free(vx);
+    free(c);
+}
+
+/* Hands a fed connection's output (and its end) to Lua. 1: c was freed. */
+static int vdeliver(conn_t *c)
+{
+    vconn_t *vx = VX(c);
+    server_t *srv = c->srv;
+    c->flags &= ~CF_VFLUSH;
+    if (!srv->rt->L || srv->cb_ref == LUA_NOREF)
+        return 0;
+    vx->busy++;
+    if (vx->len) {
+        lua_pushlstring(srv->rt->L, vx->out, vx->len);
+        vx->len = 0;
+        call_lua(srv, EV_VWRITE, c, 1);
+    }
+    if (vx->ended && !vx->told) {
+        vx->told = 1;
+        lua_pushinteger(srv->rt->L, vx->ended);
+        call_lua(srv, EV_VEND, c, 1);
+    }
+    vx->busy--;
+    if (vx->closing && !vx->busy) {
+        vfree(c);
+        return 1;
+    }
+    return 0;
+}
+
 static void idle_cb(uv_idle_t *h)
 {
     server_t *srv = h->data;
@@ -1190,6 +1300,10 @@ static void idle_cb(uv_idle_t *h)
             srv->resume_last = NULL;
         c->rnext = NULL;
         c->flags &= ~CF_RESUME;
+        if (c->flags & CF_VFLUSH) {
+            if (vdeliver(c))
+                continue; /* freed */
+        }
         if (c->flags & (CF_DEAD | CF_ENDING) || c->state != ST_WAIT)
             continue;
         c->state = ST_HEAD;
@@ -1282,7 +1396,7 @@ int luvd_http_send(double conn, const char *head, size_t hlen, const char *body,
         }
         return 0;
     }
-    if (!(c->flags & CF_DISPATCH) && c->s.h.stream.write_queue_size >= OUT_HWM) {
+    if (!(c->flags & (CF_DISPATCH | CF_VIRTUAL)) && c->s.h.stream.write_queue_size >= OUT_HWM) {
         c->flags |= CF_WANT_DRAIN;
         return 1;
     }
@@ -1522,7 +1636,7 @@ static int l_socket(lua_State *L)
 {
     conn_t *c = CONN_PTR(luaL_checknumber(L, 1));
     luaL_argcheck(L, c != NULL, 1, "connection expected");
-    if (c->flags & CF_DEAD)
+    if (c->flags & (CF_DEAD | CF_VIRTUAL))
         return 0;
     if (c->s.self_ref != LUA_NOREF)
         lua_rawgeti(L, LUA_REGISTRYINDEX, c->s.self_ref);
@@ -1540,6 +1654,12 @@ static int l_detach(lua_State *L)
     luaL_argcheck(L, c != NULL, 1, "connection expected");
     if (c->flags & (CF_DEAD | CF_KILL))
         return 0;
+    if (c->flags & CF_VIRTUAL) { /* Lua keeps the source; http_vclose frees */
+        list_unlink(c);
+        c->state = ST_DETACHED;
+        c->flags &= ~(CF_ACTIVE | CF_CLOSE_AFTER);
+        return 0;
+    }
     srv = c->srv;
     list_unlink(c);
     c->state = ST_DETACHED;
@@ -1563,6 +1683,82 @@ static int l_detach(lua_State *L)
     return 1;
 }
 
+/* http_vnew(srv) -> conn: a connection Lua feeds (HTTP over a TLS socket) */
+static int l_vnew(lua_State *L)
+{
+    server_t *srv = server_check(L, 1);
+    conn_t *c = calloc(1, sizeof *c);
+    vconn_t *vx = calloc(1, sizeof *vx);
+    if (!c || !vx) {
+        free(c);
+        free(vx);
+        return luaL_error(L, "out of memory");
+    }
+    c->s.rt = srv->rt;
+    c->s.self_ref = c->s.owner_ref = LUA_NOREF;
+    c->s.sink_data = vx;
+    c->flags = CF_VIRTUAL;
+    c->srv = srv;
+    srv->refs++;
+    srv->nconns++;
+    llhttp_init(&c->p, HTTP_REQUEST, &srv->settings);
+    c->p.data = c;
+    c->list = L_COUNT;
+    list_move(c, L_HEADERS, srv->headers_timeout);
+    lua_pushnumber(L, CONN_ID(c));
+    return 1;
+}
+
+/* http_feed(conn, bytes | nil for the end) -> output or nil, state: 0 go
+ * on, 1 pause the source (body backpressure), 2 end it after the output,
+ * 3 destroy it. */
+static int l_feed(lua_State *L)
+{
+    conn_t *c = CONN_PTR(luaL_checknumber(L, 1));
+    vconn_t *vx = VX(c);
+    size_t len = 0;
+    const char *data = lua_isnil(L, 2) ? NULL : luaL_checklstring(L, 2, &len);
+    uv_buf_t buf;
+    int state = 0;
+    luaL_argcheck(L, c && (c->flags & CF_VIRTUAL), 1, "fed connection expected");
+    vx->busy++;
+    if (!(c->flags & CF_DEAD) && !vx->ended) {
+        buf.base = (char *)data;
+        buf.len = len;
+        sink_read(&c->s, data ? (ssize_t)len : UV_EOF, &buf);
+    }
+    vx->busy--;
+    if (vx->len)
+        lua_pushlstring(L, vx->out, vx->len);
+    else
+        lua_pushnil(L);
+    vx->len = 0;
+    if (vx->ended) {
+        state = vx->ended;
+        vx->told = 1;
+    } else if ((c->flags & CF_PAUSED) || c->in_len > IN_MAX) {
+        state = 1;
+    }
+    c->flags &= ~CF_VFLUSH;
+    lua_pushinteger(L, state);
+    if (vx->closing && !vx->busy)
+        vfree(c);
+    return 2;
+}
+
+/* http_vclose(conn): the source closed; frees the connection. */
+static int l_vclose(lua_State *L)
+{
+    conn_t *c = CONN_PTR(luaL_checknumber(L, 1));
+    luaL_argcheck(L, c && (c->flags & CF_VIRTUAL), 1, "fed connection expected");
+    if (VX(c)->busy) {
+        VX(c)->closing = 1;
+        return 0;
+    }
+    vfree(c);
+    return 0;
+}
+
 static int server_gc(lua_State *L)
 {
     server_t **ud = luaL_checkudata(L, 1, SERVER_MT);
@@ -1581,7 +1777,12 @@ static int server_gc(lua_State *L)
         for (; c; c = next) {
             next = c->next;
             c->flags &= ~(CF_DISPATCH | CF_ACTIVE);
-            conn_close(c);
+            if (c->flags & CF_VIRTUAL) {
+                VX(c)->busy = 0;
+                vfree(c);
+            } else {
+                conn_close(c);
+            }
         }
     }
     uv_close((uv_handle_t *)&srv->sweep, handle_unref_cb);
@@ -1597,6 +1798,9 @@ static const luaL_Reg http_funcs[] = {
     {"http_connections", l_connections},
     {"http_socket", l_socket},
     {"http_detach", l_detach},
+    {"http_vnew", l_vnew},
+    {"http_feed", l_feed},
+    {"http_vclose", l_vclose},
     {NULL, NULL},
 };
 
