@@ -756,7 +756,7 @@ function ServerResponse:finish(chunk, enc, cb)
         if self._noBody then len = 0 end
         local p, n = hbuf:ref()
         C.luvd_http_send(c, p, n, chunk, len, keep and SF_END or SF_END + SF_CLOSE)
-    elseif self._chunked then
+    elseif self._chunked and not self._headOnly then
         local t = self._trailers or EMPTY
         C.luvd_http_send(c, t, #t, chunk, len, SF_END + SF_CHUNKED)
     else
@@ -1007,6 +1007,12 @@ function Server:close(cb)
 end
 
 local function emit_close(self)
+    -- the C server goes with its callback (which holds this object); a
+    -- later listen() makes a new one
+    if self._srv then
+        core.http_release(self._srv)
+        self._srv = false
+    end
     self:emit("close")
 end
 

@@ -539,6 +539,10 @@ static void call_lua(server_t *srv, int ev, conn_t *c, int nargs)
 {
     lua_State *L = srv->rt->L;
     int base = lua_gettop(L) - nargs;
+    if (srv->cb_ref == LUA_NOREF) { /* released: nobody listens */
+        lua_pop(L, nargs);
+        return;
+    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, srv->cb_ref);
     lua_pushinteger(L, ev);
     if (c)
@@ -1623,6 +1627,21 @@ static int l_close(lua_State *L)
     return 1;
 }
 
+/* http_release(srv): closed and drained: no more events for Lua, so the
+ * callback (and the Lua server it holds) can be collected. */
+static int l_release(lua_State *L)
+{
+    server_t *srv = server_check(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, srv->cb_ref);
+    srv->cb_ref = LUA_NOREF;
+    srv->gone = 1;
+    if (srv->sweep_on) {
+        uv_timer_stop(&srv->sweep);
+        srv->sweep_on = 0;
+    }
+    return 0;
+}
+
 /* http_connections(srv) -> count */
 static int l_connections(lua_State *L)
 {
@@ -1796,6 +1815,7 @@ static const luaL_Reg http_funcs[] = {
     {"http_listen", l_listen},
     {"http_close", l_close},
     {"http_connections", l_connections},
+    {"http_release", l_release},
     {"http_socket", l_socket},
     {"http_detach", l_detach},
     {"http_vnew", l_vnew},
