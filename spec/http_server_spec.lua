@@ -323,6 +323,28 @@ describe("http server framing", function()
             close(s)
         end)
 
+    it("streams a 4 MB upload to a slow reader with backpressure, then serves the next request",
+        function()
+            testing.timeout(20000)
+            local sizes = {}
+            local s, port = serve(nil, function(req, res)
+                local n, chunks = 0, 0
+                for chunk in req:iter() do
+                    n = n + #chunk
+                    chunks = chunks + 1
+                    if chunks % 8 == 0 then loop.sleep(1) end
+                end
+                sizes[#sizes + 1] = n
+                res:finish(tostring(n))
+            end)
+            local body = ("0123456789abcdef"):rep(262144)
+            local r = exchange(port, { "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: "
+                .. #body .. "\r\n\r\n", body, get("/after") }, { close_after = 2, timeout = 15000 })
+            assert.same({ tostring(#body), "0" }, bodies(r.data))
+            assert.same({ #body, 0 }, sizes)
+            close(s)
+        end)
+
     it("answers HEAD with Content-Length and no body, and 204 with neither", function()
         local s, port = serve(nil, function(req, res)
             if req.path == "/none" then res.statusCode = 204 end
