@@ -311,15 +311,18 @@ describe("http server framing", function()
                     end)
                 else
                     got[#got + 1] = assert(req:body())
+                    got[#got + 1] = req.trailers
                     res:finish("read")
                 end
             end)
-            local body = "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+            local body = "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\nEmpty:\r\n"
+                .. "x-trailer: u\r\n\r\n"
             local head = "POST %s HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
             local r = exchange(port, { head:format("/body"), 20, body, head:format("/stream"),
                 20, body }, { close_after = 2 })
             assert.same({ "read", "streamed" }, bodies(r.data))
-            assert.same({ "hello world", "hello world" }, got)
+            assert.same({ "hello world", { ["x-trailer"] = "t, u", empty = "" },
+                "hello world" }, got)
             close(s)
         end)
 

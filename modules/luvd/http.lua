@@ -1137,6 +1137,7 @@ on_event = function(self, ev, c, a, b, d, e, f, g, h)
     elseif ev == EV_END then
         local req = self._active[c]
         if req then
+            if a then rawset(req, "trailers", a) end
             on_body_end(req)
             if req._res and req._res.finished then self._active[c] = nil end
         end

@@ -126,10 +126,11 @@ struct conn_s {
     luvd_stream_t s; /* first: the core frees the block */
     llhttp_t p;
     server_t *srv;
-    conn_t *prev, *next; /* in srv->lists[list] */
-    conn_t *rnext;       /* in srv's resume queue */
-    char *in;            /* bytes not yet parsed */
-    uint64_t deadline;   /* loop ms */
+    conn_t *prev, *next;   /* in srv->lists[list] */
+    conn_t *rnext;         /* in srv's resume queue */
+    char *in;              /* bytes not yet parsed */
+    struct trailers_s *tr; /* a chunked body's trailer lines, while they come */
+    uint64_t deadline;     /* loop ms */
     uint64_t body_bytes;
     uint64_t chunk_left;
     uint32_t in_len, in_cap;
@@ -138,6 +139,14 @@ struct conn_s {
     uint16_t flags;
     uint8_t scan, state, list, crlf_need;
 };
+
+/* Trailer lines as they come (spans may be split across reads):
+ * "\nName:value\nName:value", handed to Lua at the message's end. */
+typedef struct trailers_s {
+    uint32_t len, cap;
+    int in_value;
+    char data[];
+} trailers_t;
 
 typedef struct hdr_s {
     const char *name, *value;
@@ -469,6 +478,8 @@ static void conn_event(luvd_stream_t *s, int ev, int status)
     free(c->in);
     c->in = NULL;
     c->in_len = c->in_cap = 0;
+    free(c->tr);
+    c->tr = NULL;
     if ((c->flags & CF_ACTIVE) && srv->rt->L) {
         c->flags &= ~CF_ACTIVE;
         call_lua(srv, EV_CLOSE, c, 0);
@@ -614,6 +625,81 @@ static void push_headers(lua_State *L, server_t *srv)
 
 static const unsigned char tchar[256];
 
+/* Appends a span of a trailer name (value 0) or value (1). */
+static int trailer_add(conn_t *c, const char *at, size_t len, int value)
+{
+    trailers_t *t = c->tr;
+    size_t need = (t ? t->len : 0) + len + 1;
+    if (need > c->srv->max_header_size) {
+        c->srv->bad_hdr = 2;
+        return -1;
+    }
+    if (!t || need > t->cap) {
+        uint32_t cap = t ? t->cap * 2 : 256;
+        while (cap < need)
+            cap *= 2;
+        t = realloc(t, sizeof *t + cap);
+        if (!t)
+            return -1;
+        if (!c->tr) {
+            t->len = 0;
+            t->in_value = 1;
+        }
+        t->cap = cap;
+        c->tr = t;
+    }
+    if (value != t->in_value) /* a new name, or its value: a marker first */
+        t->data[t->len++] = value ? ':' : '\n';
+    t->in_value = value;
+    memcpy(t->data + t->len, at, len);
+    t->len += (uint32_t)len;
+    return 0;
+}
+
+/* Pushes the trailers as a table (lower-case names, repeats joined), or nil. */
+static void push_trailers(lua_State *L, conn_t *c)
+{
+    trailers_t *t = c->tr;
+    char name[256];
+    uint32_t i = 0;
+    if (!t) {
+        lua_pushnil(L);
+        return;
+    }
+    lua_createtable(L, 0, 2);
+    while (i < t->len) {
+        uint32_t ns = i + 1, ne = ns, vs, ve, j, n;
+        while (ne < t->len && t->data[ne] != ':' && t->data[ne] != '\n')
+            ne++;
+        vs = ne < t->len && t->data[ne] == ':' ? ne + 1 : ne;
+        ve = vs;
+        while (ve < t->len && t->data[ve] != '\n')
+            ve++;
+        n = ne - ns < sizeof name ? ne - ns : (uint32_t)sizeof name;
+        for (j = 0; j < n; j++)
+            name[j] = lower_tab[(unsigned char)t->data[ns + j]];
+        while (vs < ve && (t->data[vs] == ' ' || t->data[vs] == '\t'))
+            vs++;
+        while (ve > vs && (t->data[ve - 1] == ' ' || t->data[ve - 1] == '\t'))
+            ve--;
+        lua_pushlstring(L, name, n);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushlstring(L, t->data + vs, ve - vs);
+        } else {
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, t->data + vs, ve - vs);
+            lua_concat(L, 3);
+        }
+        lua_rawset(L, -3);
+        i = ve;
+        while (i < t->len && t->data[i] != '\n')
+            i++;
+    }
+}
+
 /* ---- llhttp callbacks ----------------------------------------------------------- */
 
 static int on_url(llhttp_t *p, const char *at, size_t len)
@@ -633,12 +719,12 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     conn_t *c = p->data;
     server_t *srv = c->srv;
     hdr_t *h;
-    if (c->state != ST_HEAD) { /* trailers: not kept, but checked as heads are */
+    if (c->state != ST_HEAD) { /* trailers: checked as heads are, kept for Lua */
         size_t i;
         for (i = 0; i < len; i++)
             if (!tchar[(unsigned char)at[i]])
                 return -1;
-        return 0;
+        return trailer_add(c, at, len, 0);
     }
     if (srv->nhdrs >= srv->max_hdrs) {
         srv->bad_hdr = 2;
@@ -658,7 +744,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     server_t *srv = c->srv;
     hdr_t *h;
     if (c->state != ST_HEAD)
-        return memchr(at, '\r', len) || memchr(at, '\n', len) ? -1 : 0;
+        return memchr(at, '\r', len) || memchr(at, '\n', len) ? -1 : trailer_add(c, at, len, 1);
     if (srv->nhdrs == 0)
         return -1;
     h = &srv->hdrs[srv->nhdrs - 1];
@@ -736,9 +822,11 @@ static int on_message_complete(llhttp_t *p)
     server_t *srv = c->srv;
     c->flags |= CF_MSG_DONE;
     if ((c->flags & CF_HAS_BODY) && (c->flags & CF_ACTIVE) && srv->rt->L) {
-        lua_pushnil(srv->rt->L);
+        push_trailers(srv->rt->L, c);
         call_lua(srv, EV_END, c, 1);
     }
+    free(c->tr);
+    c->tr = NULL;
     return HPE_PAUSED;
 }
 
