@@ -42,6 +42,11 @@
 --   finish([chunk][, cb]), addTrailers(t), flushHeaders(), destroy();
 --   events "finish", "close", "drain".
 --
+-- HTTPS (for luvd.https): server:_serveDuplex(tlsSocket) serves HTTP over
+--   any connected Duplex: its chunks are fed to the same C core (parser,
+--   guards, limits, timeouts, pipelining), responses are written back to it;
+--   an upgrade hands the Duplex itself to the "upgrade" listener.
+--
 -- Performance: a request costs one call from C (the head, with the header
 -- table built in C), a pre-shaped req and res, and for res:finish(body) one
 -- FFI call that writes head and body; the Readable and Writable machinery is
