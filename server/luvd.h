@@ -226,11 +226,13 @@ struct luvd_stream_s {
     int self_ref;   /* the userdata, while the handle is open */
     int owner_ref;  /* the Lua object events go to */
     uint64_t bytes_read, bytes_written;
-    luvd_npipe_t *pipe_in;  /* the native pipe reading this stream */
-    luvd_npipe_t *pipe_out; /* the native pipe writing into it */
-    luvd_write_t lua_write; /* the one write Lua has in flight */
-    uv_shutdown_t shutdown_req;
-    uv_connect_t connect_req;
+    luvd_npipe_t *pipe_in;   /* the native pipe reading this stream */
+    luvd_npipe_t *pipe_out;  /* the native pipe writing into it */
+    luvd_write_t *lua_write; /* the one write Lua has in flight; made on the first */
+    union {                  /* a stream connects before it can shut down */
+        uv_shutdown_t shutdown_req;
+        uv_connect_t connect_req;
+    };
 };
 
 /* FFI (modules/luvd/net.lua): no lua_State, never raise. */
@@ -260,6 +262,15 @@ void luvd__stream_opened(lua_State *L, luvd_stream_t *s);
  * leaves the userdata (returns 1), or on failure nil and rc (returns 2). */
 int luvd__stream_push_opened(lua_State *L, luvd_stream_t *s, int rc);
 luvd_stream_t *luvd__stream_check(lua_State *L, int idx);
+/* A stream owned by C alone (no userdata, so no Lua object while it lives):
+ * size bytes zeroed (a struct that begins with a luvd_stream_t), freed by
+ * the core after its close callback. NULL when out of memory. */
+luvd_stream_t *luvd__stream_alloc(lua_State *L, size_t size, int kind);
+/* Gives a C-owned stream its userdata (pushed), from then on the usual
+ * lifetime: freed once closed and collected. */
+void luvd__stream_push(lua_State *L, luvd_stream_t *s);
+/* The runtime's shared read buffer, for sinks that consume a read at once. */
+char *luvd__stream_slab(luvd_stream_t *s, size_t *len);
 int luvd__stream_write(luvd_stream_t *s, luvd_write_t *w, uv_buf_t *bufs, unsigned nbufs);
 void luvd__stream_close(luvd_stream_t *s);
 /* Hands a read to the sink; the uv read callback of every stream kind. */
@@ -298,6 +309,12 @@ int luvd__clone_encode(lua_State *L, int idx, luvd_clone_buf_t *buf);
  * are not one whole encoded value. Never raises on bad input. */
 int luvd__clone_decode(lua_State *L, const char *data, size_t len);
 int luvd__open_clone(lua_State *L);
+/* ---- http/server.c: FFI hot path (modules/luvd/http.lua), no lua_State --
+ * conn: the connection's address as a number, as Lua got it with a request. */
+int luvd_http_send(double conn, const char *head, size_t hlen, const char *body, size_t blen,
+                   int flags);
+void luvd_http_abort(double conn);
+void luvd_http_reading(double conn, int on);
 
 /* ---- process.c ---------------------------------------------------------- */
 int luvd__open_process(lua_State *L);

@@ -259,6 +259,7 @@ static int uvs_shutdown(luvd_stream_t *s)
 
 static void stream_free(luvd_stream_t *s)
 {
+    free(s->lua_write);
     ctx_unref(s->ctx);
     free(s);
 }
@@ -352,6 +353,39 @@ int luvd__stream_push_opened(lua_State *L, luvd_stream_t *s, int rc)
     return 1;
 }
 
+luvd_stream_t *luvd__stream_alloc(lua_State *L, size_t size, int kind)
+{
+    luvd_stream_t *s = calloc(1, size < sizeof *s ? sizeof *s : size);
+    if (!s)
+        return NULL;
+    s->rt = luvd__runtime_get(L);
+    s->ctx = ctx_get(L);
+    s->ops = &luvd__uv_stream_ops;
+    s->kind = kind;
+    s->self_ref = s->owner_ref = LUA_NOREF;
+    s->flags = LUVD_SF_GC; /* nothing to collect: the close callback frees */
+    return s;
+}
+
+void luvd__stream_push(lua_State *L, luvd_stream_t *s)
+{
+    luvd_stream_t **ud = lua_newuserdata(L, sizeof *ud);
+    *ud = s;
+    luaL_getmetatable(L, STREAM_MT);
+    lua_setmetatable(L, -2);
+    s->flags &= ~LUVD_SF_GC;
+    if (!(s->flags & LUVD_SF_CLOSED) && s->self_ref == LUA_NOREF) {
+        lua_pushvalue(L, -1);
+        s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+}
+
+char *luvd__stream_slab(luvd_stream_t *s, size_t *len)
+{
+    *len = SLAB_SIZE;
+    return s->ctx->slab;
+}
+
 luvd_stream_t *luvd__stream_check(lua_State *L, int idx)
 {
     luvd_stream_t **ud = luaL_checkudata(L, idx, STREAM_MT);
@@ -414,9 +448,13 @@ static int lua_write(luvd_stream_t *s, uv_buf_t *bufs, unsigned nbufs)
         return UV_EBADF;
     if (s->flags & LUVD_SF_LUA_WRITING)
         return UV_EBUSY;
-    s->lua_write.cb = lua_write_done;
-    s->lua_write.stream = s;
-    rc = s->ops->write(s, &s->lua_write, bufs, nbufs);
+    /* made on the first write: a stream that Lua never writes (an idle
+     * HTTP connection) saves its size */
+    if (!s->lua_write && !(s->lua_write = malloc(sizeof *s->lua_write)))
+        return UV_ENOMEM;
+    s->lua_write->cb = lua_write_done;
+    s->lua_write->stream = s;
+    rc = s->ops->write(s, s->lua_write, bufs, nbufs);
     if (rc == 1)
         return 0;
     if (rc == 0) {
@@ -459,6 +497,8 @@ int luvd_stream_shutdown(luvd_stream_t *s)
         return UV_EBADF;
     if (s->flags & LUVD_SF_SHUTTING)
         return UV_EALREADY;
+    if (s->flags & LUVD_SF_CONNECTING) /* shutdown_req shares connect_req's memory */
+        return UV_ENOTCONN;
     rc = s->ops->shutdown(s);
     if (rc == 0)
         s->flags |= LUVD_SF_SHUTTING;
