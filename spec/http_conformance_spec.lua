@@ -17,6 +17,11 @@ local cases = T.cases
 -- before the server lands (luvd.http is a skeleton on this branch), the
 -- cases are pending instead of failing
 local it_server = http.createServer and it or pending
+-- a case with a `known` field (what the server answers today) is pending
+-- unless LUVD_HTTP_CONFORM_ALL=1, so the suite stays green while the
+-- server's author works through them
+local ALL = os.getenv("LUVD_HTTP_CONFORM_ALL") == "1"
+local function runs(c) return ALL or not c.known end
 local READ_TIMEOUT = 2500
 
 local server, port
@@ -78,7 +83,11 @@ describe("http server conformance", function()
     end)
 
     for i, c in ipairs(cases) do
-        it_server(("%03d %s -> %s"):format(i, c.name, tostring(c.expect)), function()
+        local title = ("%03d %s -> %s"):format(i, c.name, tostring(c.expect))
+        local it_case = runs(c) and it_server or function(t)
+            pending(t .. " (known failure: " .. c.known .. ")")
+        end
+        it_case(title, function()
             testing.timeout(READ_TIMEOUT + 4000)
             start()
             testing.wait_until(function() return results[i] ~= nil end, READ_TIMEOUT + 3000)
@@ -114,7 +123,7 @@ describe("http server conformance", function()
         testing.wait_until(function() return finished == #cases end, READ_TIMEOUT + 3000)
         local bad = {}
         for i, c in ipairs(cases) do
-            for _, line in ipairs(calls[results[i].local_port] or {}) do
+            for _, line in ipairs(runs(c) and calls[results[i].local_port] or {}) do
                 if line:find("smuggled", 1, true) then bad[#bad + 1] = c.name .. ": " .. line end
             end
         end
