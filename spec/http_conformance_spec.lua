@@ -55,7 +55,8 @@ local function start()
     testing.wait_until(function() return listening end, 2000)
     server, port = s, s:address().port
     for i, c in ipairs(cases) do
-        raw.send(port, c.req, { timeout = READ_TIMEOUT, close_after = c.close_after },
+        raw.send(port, c.req, { timeout = READ_TIMEOUT, close_after = c.close_after,
+                                half_close = c.half_close },
             function(r)
                 results[i] = r
                 finished = finished + 1

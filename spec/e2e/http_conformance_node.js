@@ -31,8 +31,9 @@ for i, c in ipairs(t.cases) do
     for j, p in ipairs(req) do
         parts[j] = type(p) == "number" and tostring(p) or ('"' .. hex(p) .. '"')
     end
-    out[i] = ('{"name":"%s","node":"%s","closeAfter":%d,"req":[%s]}'):format(hex(c.name),
-        hex(tostring(c.node)), c.close_after or 0, table.concat(parts, ","))
+    out[i] = ('{"name":"%s","node":"%s","closeAfter":%d,"halfClose":%s,"req":[%s]}'):format(
+        hex(c.name), hex(tostring(c.node)), c.close_after or 0, tostring(c.half_close == true),
+        table.concat(parts, ","))
 end
 local o = t.server_options
 io.write(('{"options":{"maxHeaderSize":%d,"maxBodySize":%d,"headersTimeout":%d,'
@@ -47,6 +48,7 @@ const cases = table.cases.map((c) => ({
   name: unhex(c.name).toString('latin1'),
   node: unhex(c.node).toString('latin1'),
   closeAfter: c.closeAfter,
+  halfClose: c.halfClose,
   req: c.req.map((p) => (typeof p === 'number' ? p : unhex(p))),
 }));
 
@@ -142,6 +144,7 @@ function run(port, c) {
           sock.write(p);
         }
       }
+      if (c.halfClose && !sock.destroyed) sock.end();
     });
   });
 }

@@ -22,6 +22,7 @@
 --            case's bytes is counted against that case
 --   close_after  the client closes once it has this many whole responses
 --            (for a request that keeps the connection alive)
+--   half_close  the client ends its sending side (FIN) after the bytes
 --   partial  the handler may also have been called once for a request
 --            whose body it never got in full (the head was valid)
 --   why      the rule, and where Node differs
@@ -112,6 +113,13 @@ M.cases = {
       expect = 400, node = 400 },
     { name = "Content-Length over 2^64",
       req = post("Content-Length: 184467440737095516160\r\n", "hello"),
+      expect = 400, node = 400 },
+    { name = "CL and lower-case TE together",
+      req = post("Content-Length: 5\r\ntransfer-encoding: chunked\r\n", "0\r\n\r\n" .. SMUGGLED),
+      expect = 400, node = 400, why = "field names are case-insensitive" },
+    { name = "CL and TE together in HTTP/1.0",
+      req = "POST /p HTTP/1.0\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+          .. "0\r\n\r\n" .. SMUGGLED,
       expect = 400, node = 400 },
     { name = "Content-Length with leading zeros is valid",
       req = post("Content-Length: 005\r\n", "hello"),
@@ -406,6 +414,9 @@ M.cases = {
     { name = "Host with a slash and an at sign",
       req = "GET /a HTTP/1.1\r\nHost: evil.com/@x\r\n" .. C .. "\r\n",
       expect = 400, node = 200, why = "RFC 9112 3.2: invalid Host gets 400 (Node: no check)" },
+    { name = "two Host headers, names in different case",
+      req = "GET /a HTTP/1.1\r\n" .. H .. "host: y\r\n" .. C .. "\r\n",
+      expect = 400, node = 200, why = "the issue: 400 (Node takes the first)" },
     { name = "empty Host is valid",
       req = "GET /a HTTP/1.1\r\nHost: \r\n" .. C .. "\r\n",
       expect = 200, node = 200, handled = { "GET /a 0" },
@@ -440,6 +451,13 @@ M.cases = {
     { name = "one chunk over maxBodySize",
       req = chunked("800\r\n" .. ("d"):rep(2048) .. "\r\n0\r\n\r\n"),
       expect = 413, node = 200, partial = true, why = "Node has no body limit" },
+    { name = "Expect: 100-continue with a Content-Length over maxBodySize",
+      req = post("Content-Length: 2000\r\nExpect: 100-continue\r\n", ""),
+      expect = 413, node = "100 408", why = "refused before the client sends it (Node: no limit)" },
+    { name = "Expect: 100-continue, chunked body over maxBodySize",
+      req = chunked("800\r\n" .. ("d"):rep(2048) .. "\r\n0\r\n\r\n"):gsub("\r\n\r\n",
+          "\r\nExpect: 100-continue\r\n\r\n", 1),
+      expect = "100 413", node = "100 200", partial = true, why = "Node has no body limit" },
     { name = "body at maxBodySize",
       req = post("Content-Length: 1024\r\n", ("d"):rep(1024)),
       expect = 200, node = 200, handled = { "POST /p 1024" } },
@@ -466,6 +484,29 @@ M.cases = {
     { name = "chunked body never finished",
       req = chunked("5\r\nhello\r\n"),
       expect = 408, node = 408, partial = true },
+
+    -- the client half-closes (FIN) after its bytes
+    { name = "whole request, then FIN",
+      req = "GET /a HTTP/1.1\r\n" .. H .. "\r\n", half_close = true,
+      expect = 200, node = 200, handled = { "GET /a 0" }, why = "answered after the FIN" },
+    { name = "nothing, then FIN",
+      req = {}, half_close = true,
+      expect = "close", node = "close" },
+    { name = "request line cut short by FIN",
+      req = "GET /a HT", half_close = true,
+      expect = 400, node = 400, known = "close", why = "as Node (RFC 9112 8: MAY answer)" },
+    { name = "head cut short by FIN",
+      req = "GET /a HTTP/1.1\r\n" .. H, half_close = true,
+      expect = 400, node = 400, known = "close", why = "as Node (RFC 9112 8: MAY answer)" },
+    { name = "Content-Length body cut short by FIN",
+      req = "POST /p HTTP/1.1\r\n" .. H .. "Content-Length: 10\r\n\r\nabc", half_close = true,
+      expect = 400, node = 400, partial = true, known = "close",
+      why = "as Node (RFC 9112 8: MAY answer)" },
+    { name = "chunked body cut short by FIN",
+      req = "POST /p HTTP/1.1\r\n" .. H .. "Transfer-Encoding: chunked\r\n\r\n5\r\nhel",
+      half_close = true,
+      expect = 400, node = 400, partial = true, known = "close",
+      why = "as Node (RFC 9112 8: MAY answer)" },
 
     -- pipelining: nothing after a rejected request is processed
     { name = "valid then malformed, pipelined",

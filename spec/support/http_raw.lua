@@ -6,7 +6,8 @@
 --   raw.exchange(port, req, opts) -> result in a luvd coroutine
 --   req: a string, or a list of strings and numbers (a pause in ms)
 --   opts: timeout (ms, default 2500), close_after (close once that many
---         whole responses have arrived), host (default "127.0.0.1")
+--         whole responses have arrived), half_close (end the sending side
+--         once everything is sent), host (default "127.0.0.1")
 --   result: data (all bytes read), closed (the server closed, or
 --         close_after was met), timed_out, reset (ECONNRESET or EPIPE),
 --         error (any other socket error), local_port, and outcome: the
@@ -96,6 +97,7 @@ function M.send(port, req, opts, cb)
             sock:write(p)
             i = i + 1
         end
+        if opts.half_close and not done and not sock.destroyed then sock:finish() end
     end
 
     sock = net.connect(port, opts.host or "127.0.0.1", function()
