@@ -72,7 +72,7 @@ local function show(s)
 end
 
 describe("http server conformance", function()
-    it("has at least 60 cases with unique names", function()
+    it("has at least 60 cases with unique names, a why wherever Node differs", function()
         assert.is_true(#cases >= 60, #cases .. " cases")
         local seen = {}
         for _, c in ipairs(cases) do
@@ -80,6 +80,9 @@ describe("http server conformance", function()
             seen[c.name] = true
             assert.is_not_nil(c.expect, c.name)
             assert.is_not_nil(c.node, c.name)
+            if tostring(c.expect) ~= tostring(c.node) then
+                assert.is_string(c.why, c.name .. ": differs from Node without a why")
+            end
         end
     end)
 
