@@ -102,6 +102,8 @@ function M.send(port, req, opts, cb)
 
     sock = net.connect(port, opts.host or "127.0.0.1", function()
         r.local_port = sock.localPort
+        -- each write its own segment, so split bytes arrive split
+        sock:setNoDelay(true)
         send_from(1)
     end)
     sock:on("data", function(d)
