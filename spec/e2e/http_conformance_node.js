@@ -46,7 +46,10 @@ io.write(('{"options":%s,"slowOptions":%s,"cases":[%s]}'):format(opts(t.server_o
 `;
 
 const unhex = (h) => Buffer.from(h, 'hex');
-const table = JSON.parse(execFileSync(luvd, ['-e', DUMP], { maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'inherit'] }).toString());
+const table = JSON.parse(execFileSync(luvd, ['-e', DUMP], {
+  maxBuffer: 1 << 26,
+  stdio: ['ignore', 'pipe', 'inherit'],
+}).toString());
 const cases = table.cases.map((c) => ({
   name: unhex(c.name).toString('latin1'),
   node: unhex(c.node).toString('latin1'),
