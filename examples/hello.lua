@@ -1,23 +1,15 @@
--- The seed's event-loop phase demo: which phase runs which callback.
--- Run it: scripts/run examples/hello.lua
-local fs = require "luvd.fs"
-local Promise = require "luvd.promise"
+-- The HTTP hello world: one handler, run for every request in its own
+-- coroutine. Run it: scripts/run examples/hello.lua [port]
+-- (or PORT=8080 scripts/run examples/hello.lua; default 3000, 0 = any free).
+local http = require "luvd.http"
 
--- Timers phase
-setTimeout(function() print("1: setTimeout") end, 0)
+local port = tonumber(arg[1] or os.getenv("PORT") or 3000)
 
--- Check phase
-setImmediate(function() print("2: setImmediate") end)
-
--- Reading a file completes in the poll phase
-fs.readFile(arg[0], function()
-    -- Inside an I/O callback, setImmediate always runs before setTimeout
-    setTimeout(function() print("3: setTimeout inside I/O") end, 0)
-    setImmediate(function() print("4: setImmediate inside I/O") end)
+local server = http.createServer(function(_, res)
+    res:setHeader("Content-Type", "text/plain")
+    res:finish("Hello World\n")
 end)
 
--- process.nextTick runs between phases, before promise callbacks
-process.nextTick(function() print("5: nextTick") end)
-
--- Promise microtask: after nextTick, before the next phase
-Promise.resolve():next(function() print("6: Promise.then") end)
+server:listen(port, "127.0.0.1", function()
+    print(("listening on http://127.0.0.1:%d/"):format(server:address().port))
+end)
