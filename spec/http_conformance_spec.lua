@@ -126,6 +126,12 @@ describe("http server conformance", function()
                 r.outcome, tostring(c.node), show(r.data))
             assert.is_nil(r.error, detail)
             assert.equal(tostring(c.expect), r.outcome, detail)
+            -- an error answer says the connection closes
+            local st, _, heads = raw.parse(r.data)
+            if #st > 0 and tonumber(st[#st]) >= 400 then
+                assert.truthy(heads[#heads]:find("\r\nconnection: *close"),
+                    "no Connection: close in " .. detail)
+            end
 
             -- the handler saw exactly the requests the case allows
             local log = calls[r.local_port] or {}

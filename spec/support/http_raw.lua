@@ -22,10 +22,11 @@ local find, sub, match, lower = string.find, string.sub, string.match, string.lo
 local M = {}
 
 -- The status codes (strings) of the responses in s, in order, with "junk"
--- after them when the rest is not a response; and how many of them
--- arrived whole. spec/e2e/http_conformance_node.js has the same reader.
+-- after them when the rest is not a response; how many of them arrived
+-- whole; and their heads, lower-cased. spec/e2e/http_conformance_node.js
+-- has the same reader.
 function M.parse(s)
-    local out, whole, pos, n = {}, 0, 1, #s
+    local out, whole, pos, n, heads = {}, 0, 1, #s, {}
     while pos <= n do
         local status = match(s, "^HTTP/1%.[01] (%d%d%d)[^\r\n]*\r\n", pos)
         local hend = find(s, "\r\n\r\n", pos, true)
@@ -35,6 +36,7 @@ function M.parse(s)
         end
         out[#out + 1] = status
         local head = lower(sub(s, pos, hend - 1))
+        heads[#heads + 1] = head
         pos = hend + 4
         local code = tonumber(status)
         if code < 200 or code == 204 or code == 304 then
@@ -58,7 +60,7 @@ function M.parse(s)
             if pos <= n + 1 then whole = whole + 1 end
         end
     end
-    return out, whole
+    return out, whole, heads
 end
 
 function M.outcome(r)
