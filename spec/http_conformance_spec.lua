@@ -1,12 +1,13 @@
 -- The HTTP server against malformed and hostile requests (the HTTP issue,
 -- item 7): each case of spec/support/http_cases.lua sends its exact bytes
--- on its own raw connection to one luvd.http server and must get its
+-- on its own raw connection to a luvd.http server and must get its
 -- expected answer (the statuses of the responses, then the server closing
--- the connection). The handler logs every call by connection, so a request
--- the server refused, or one smuggled behind it, that reaches the handler
--- fails its case. The cases run concurrently (started by the first spec
--- that needs them, each bounded by a read timeout), so the file takes a
--- few seconds even against a server that never answers.
+-- the connection; an error answer says Connection: close). The handler
+-- logs every call by connection, so a request the server refused, or one
+-- smuggled behind it, that reaches the handler fails its case. The cases
+-- run concurrently (started by the first spec that needs them, each
+-- bounded by a read timeout), so the file takes a few seconds even against
+-- a server that never answers.
 local http = require "luvd.http"
 local testing = require "luvd.testing"
 local raw = require "spec.support.http_raw"
@@ -14,8 +15,7 @@ local T = require "spec.support.http_cases"
 local helper = require "spec.helper"
 
 local cases = T.cases
--- before the server lands (luvd.http is a skeleton on this branch), the
--- cases are pending instead of failing
+-- without a server (luvd.http's skeleton) the cases are pending, not failing
 local it_server = http.createServer and it or pending
 -- a case with a `known` field (what the server answers today) is pending
 -- unless LUVD_HTTP_CONFORM_ALL=1, so the suite stays green while the

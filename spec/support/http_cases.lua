@@ -4,8 +4,9 @@
 -- spec checks luvd's; spec/http_conformance_spec.lua also checks that the
 -- `node` column still matches node when node is on the machine).
 --
--- Every case runs on its own connection against one server created with
--- M.server_options. Fields:
+-- Every case runs on its own connection against a server created with
+-- M.server_options (M.slow_server_options for the cases marked slow).
+-- Fields:
 --   name     unique, names the spec
 --   req      the bytes: a string, or a list of strings and numbers (a
 --            number is a pause in ms before the next string)
