@@ -272,6 +272,14 @@ extern const luvd_stream_ops_t luvd__uv_stream_ops;
 int luvd__tcp_init_client(luvd_stream_t *server, luvd_stream_t *client);
 int luvd__pipe_init_client(luvd_stream_t *server, luvd_stream_t *client);
 
+/* ---- http/parser.c: the client's llhttp response parser, FFI hot path ---- */
+typedef struct luvd_http_parser_s luvd_http_parser_t;
+void luvd_http_parser_reset(luvd_http_parser_t *p, int skip_body);
+int luvd_http_parser_execute(luvd_http_parser_t *p, const char *data, size_t from, size_t len);
+int luvd_http_parser_finish(luvd_http_parser_t *p);
+const char *luvd_http_parser_error_name(luvd_http_parser_t *p);
+const char *luvd_http_parser_error_reason(luvd_http_parser_t *p);
+
 /* ---- process.c ---------------------------------------------------------- */
 int luvd__open_process(lua_State *L);
 
