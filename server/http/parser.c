@@ -37,14 +37,14 @@ typedef struct luvd_http_parser_out_s {
     int status; /* status code, once headers are complete */
     int http_major;
     int http_minor;
-    int keep_alive;   /* at headers complete, then again at message complete */
-    int upgrade;      /* a 101 with Upgrade: the rest is another protocol */
-    int skip_body;    /* set by Lua: the request was HEAD */
-    int error;        /* llhttp_errno_t of the failure (HPE_USER: see reason) */
-    int nspans;       /* body spans the last execute found */
-    int has_trailers; /* at message complete */
-    uint32_t consumed; /* where the last execute stopped (offset into data) */
-    uint32_t *spans;   /* nspans (offset, length) pairs into data */
+    int keep_alive;        /* at headers complete, then again at message complete */
+    int upgrade;           /* a 101 with Upgrade: the rest is another protocol */
+    int skip_body;         /* set by Lua: the request was HEAD */
+    int error;             /* llhttp_errno_t of the failure (HPE_USER: see reason) */
+    int nspans;            /* body spans the last execute found */
+    int has_trailers;      /* at message complete */
+    uint32_t consumed;     /* where the last execute stopped (offset into data) */
+    uint32_t *spans;       /* nspans (offset, length) pairs into data */
     double content_length; /* -1 when absent or chunked */
 } luvd_http_parser_out_t;
 
@@ -304,10 +304,25 @@ const char *luvd_http_parser_error_reason(luvd_http_parser_t *p)
 static int is_singleton(const char *n, size_t len)
 {
     static const char *const names[] = {
-        "content-type", "content-length", "user-agent", "referer", "host",
-        "authorization", "proxy-authorization", "if-modified-since", "if-unmodified-since",
-        "from", "location", "max-forwards", "retry-after", "etag", "last-modified",
-        "server", "age", "expires", NULL,
+        "content-type",
+        "content-length",
+        "user-agent",
+        "referer",
+        "host",
+        "authorization",
+        "proxy-authorization",
+        "if-modified-since",
+        "if-unmodified-since",
+        "from",
+        "location",
+        "max-forwards",
+        "retry-after",
+        "etag",
+        "last-modified",
+        "server",
+        "age",
+        "expires",
+        NULL,
     };
     int i;
     for (i = 0; names[i]; i++)

@@ -81,8 +81,8 @@ local EventEmitter = require "luvd.events"
 local stream = require "luvd.stream"
 local common = require "luvd.http.common"
 
-local type, tostring, tonumber, pairs, ipairs, select, setmetatable, pcall =
-    type, tostring, tonumber, pairs, ipairs, select, setmetatable, pcall
+local type, tostring, tonumber, pairs, ipairs, setmetatable, pcall =
+    type, tostring, tonumber, pairs, ipairs, setmetatable, pcall
 local sub, lower, upper, format, find, match = string.sub, string.lower, string.upper,
     string.format, string.find, string.match
 local concat, remove = table.concat, table.remove
@@ -602,7 +602,9 @@ end
 
 function Agent:initialize(opts)
     EventEmitter.initialize(self)
-    if opts ~= nil and type(opts) ~= "table" then typeerror("Agent:new", 1, "options", "table", opts) end
+    if opts ~= nil and type(opts) ~= "table" then
+        typeerror("Agent:new", 1, "options", "table", opts)
+    end
     opts = opts or {}
     self.options = opts
     self.keepAlive = opts.keepAlive == true
@@ -889,7 +891,8 @@ function ClientRequest:initialize(opts, cb)
         self:setHeader("Host", host)
     end
     if opts.auth and not self._headers.authorization then
-        self:setHeader("Authorization", "Basic " .. require("luvd.crypto").encode(opts.auth, "base64"))
+        local b64 = require("luvd.crypto").encode(opts.auth, "base64")
+        self:setHeader("Authorization", "Basic " .. b64)
     end
     local agent = self.agent
     local conn_header = self._headers.connection
@@ -911,7 +914,9 @@ function ClientRequest:setHeader(name, value)
     if self.headersSent then
         raise("ClientRequest:setHeader: Cannot set headers after they are sent to the client")
     end
-    if type(name) ~= "string" then typeerror("ClientRequest:setHeader", 1, "name", "string", name) end
+    if type(name) ~= "string" then
+        typeerror("ClientRequest:setHeader", 1, "name", "string", name)
+    end
     value = check_header("ClientRequest:setHeader", name, value)
     local key = lower(name)
     if self._headers[key] == nil then self._order[#self._order + 1] = key end
