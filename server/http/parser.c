@@ -62,9 +62,9 @@ typedef struct luvd_http_parser_s {
     size_t header_bytes, max_header_size;
     header_entry_t *entries;
     int nentries, entries_cap;
-    int trailers_from; /* entries from here on are trailers */
-    int in_value;      /* the last piece was a value */
-    int overflow;
+    int trailers_from;    /* entries from here on are trailers */
+    int in_value;         /* the last piece was a value */
+    const char *err_name; /* a failure found here rather than by llhttp */
     uint32_t status_len;
     int mask; /* LUVD_HP_* of this execute */
 } luvd_http_parser_t;
@@ -87,7 +87,7 @@ static int append(luvd_http_parser_t *p, const char *at, size_t len)
 {
     p->header_bytes += len;
     if (p->header_bytes > p->max_header_size) {
-        p->overflow = 1;
+        p->err_name = "HPE_HEADER_OVERFLOW";
         return fail(p, "Header overflow");
     }
     if (p->hlen + len > p->hcap) {
@@ -129,10 +129,26 @@ static int on_status(llhttp_t *h, const char *at, size_t len)
     return append(p, at, len);
 }
 
+/* RFC 9110 5.6.2 tchar. llhttp 8.1 lets a space inside a field name
+ * through ("Bad Header: x"); Node's newer llhttp does not, nor does luvd. */
+static int is_tchar(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+        return 1;
+    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
 static int on_header_field(llhttp_t *h, const char *at, size_t len)
 {
     luvd_http_parser_t *p = from(h);
     header_entry_t *e;
+    size_t i;
+    for (i = 0; i < len; i++) {
+        if (!is_tchar((unsigned char)at[i])) {
+            p->err_name = "HPE_INVALID_HEADER_TOKEN";
+            return fail(p, "Invalid header token");
+        }
+    }
     if (p->in_value) {
         if (p->nentries == p->entries_cap) {
             int cap = p->entries_cap ? p->entries_cap * 2 : 16;
@@ -235,7 +251,7 @@ void luvd_http_parser_reset(luvd_http_parser_t *p, int skip_body)
     p->out.error = 0;
     p->out.nspans = 0;
     p->out.consumed = 0;
-    p->overflow = 0;
+    p->err_name = NULL;
     on_message_begin(&p->parser);
 }
 
@@ -287,8 +303,8 @@ int luvd_http_parser_finish(luvd_http_parser_t *p)
 /* Node's names: "HPE_INVALID_CONSTANT", "HPE_HEADER_OVERFLOW". */
 const char *luvd_http_parser_error_name(luvd_http_parser_t *p)
 {
-    if (p->overflow)
-        return "HPE_HEADER_OVERFLOW";
+    if (p->err_name)
+        return p->err_name;
     return llhttp_errno_name((llhttp_errno_t)p->out.error);
 }
 

@@ -27,10 +27,18 @@ function json(res, status, obj) {
 }
 
 function handler(req, res) {
+  try {
+    route(req, res);
+  } catch (e) {
+    // a route that fails answers 500 instead of ending the server
+    console.error(e);
+    if (!res.headersSent) res.writeHead(500);
+    res.end(String(e));
+  }
+}
+
+function route(req, res) {
   requests++;
-  inFlight++;
-  if (inFlight > maxInFlight) maxInFlight = inFlight;
-  res.on('close', () => { inFlight--; });
   const url = new URL(req.url, 'http://x');
   const p = url.pathname;
   hits[p] = (hits[p] || 0) + 1;
@@ -202,8 +210,18 @@ function handler(req, res) {
     return res.end(String(req.socket.__id));
   }
   if (p === '/wait') {
+    // counts the waits in flight at once, for the maxSockets spec
+    inFlight++;
+    if (inFlight > maxInFlight) maxInFlight = inFlight;
+    res.on('close', () => { inFlight--; });
     const t = setTimeout(() => res.end(String(req.socket.__id)), Number(q('ms', 50)));
     res.on('close', () => clearTimeout(t));
+    return;
+  }
+  if (p === '/close-after') {
+    // answers as a keep-alive server, then drops the idle connection
+    res.end(String(req.socket.__id));
+    setTimeout(() => req.socket.destroy(), Number(q('ms', 50)));
     return;
   }
   if (p === '/json') {

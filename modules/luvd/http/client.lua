@@ -40,7 +40,11 @@
 --   headers, body (a string), timeout (ms for the whole exchange of one
 --   attempt, until the response's last byte), redirect ("manual" or
 --   "follow"), maxRedirects (20), retry (a count or {retries=2,
---   minTimeout=100, maxTimeout=2000, force=false}), decompress (false; true
+--   minTimeout=100, maxTimeout=2000, force=false, onRetry=fn(err, attempt,
+--   delayMs)}: ECONNREFUSED and ECONNRESET before a response are retried
+--   after min(maxTimeout, minTimeout * 2^(attempt-1)) ms, less a random
+--   part of up to half (jitter), for GET, HEAD, PUT, DELETE, OPTIONS and
+--   TRACE, and any method with force), decompress (false; true
 --   asks for gzip/deflate and text()/json() inflate the body), agent and
 --   the TLS options.
 -- Agent:new{keepAlive=false, keepAliveMsecs=1000, maxSockets=inf,
@@ -119,6 +123,10 @@ local PARSER_PTR = ffi.typeof("luvd_http_parser_out_t *")
 local HP_HEADERS, HP_COMPLETE = 1, 2
 
 local client = {}
+
+local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true,
+    TRACE = true }
+local build_header -- below: ClientRequest's request line and headers
 
 -------------------------------------------------------------------------------
 -- Errors
@@ -254,6 +262,9 @@ function IncomingMessage:text()
     local parts = {}
     local ok, err = pcall(collect, self, parts)
     if not ok then
+        -- the cause (a timeout, a reset) says more than "aborted"
+        local cause = self.req and self.req._failed
+        if type(cause) == "table" then return nil, cause end
         if type(err) == "string" then err = errors.new(err) end
         return nil, err
     end
@@ -301,7 +312,10 @@ local function new_conn(agent, name, socket, max_header_size)
         idle = false,        -- in the agent's free list
         paused = false,      -- paused for the response's backpressure
         closed = false,
+        ended = false,       -- the server ended its side
+        got_bytes = false,   -- the response of this request began
         idle_ms = false,     -- the free-socket timeout the server asked for
+        releasing = false,   -- the request whose connection frees next
         on_data = false, on_end = false, on_close = false, on_error = false,
         on_timeout = false, on_drain = false,
     }, Conn)
@@ -330,25 +344,13 @@ local function abort_res(res, err)
     res:destroy(err)
 end
 
--- Fails the exchange once: fetch's waiter hears it, the request is
--- destroyed with err ("error", then "close").
+-- Fails the exchange once, as Node: the request is destroyed with err
+-- ("error", then "close"); a response under way hears "aborted" and an
+-- "aborted" ECONNRESET error. err is nil when the server closed in the
+-- middle of the body: then only the response hears of it.
 local function fail_req(req, err)
     if req._failed or req._resDone then return end
-    req._failed = err
-    local t = req._deadline
-    if t then
-        req._deadline = false
-        loop.clearTimeout(t)
-    end
-    local k = req._k
-    if k then
-        req._k = false
-        next_tick(k, nil, err)
-    end
-    local res = req.res
-    if res then
-        abort_res(res, err)
-    end
+    req._failed = err or true
     if not req.destroyed then req:destroy(err) end
 end
 
@@ -418,7 +420,34 @@ local function push_body(conn, res, piece)
     end
 end
 
--- The response's last byte arrived.
+-- A response ended on a connection that stays open: it goes back to the
+-- agent after the poll phase (setImmediate), so an end of stream that
+-- came with the response's last bytes is seen first and a closing socket
+-- never goes back into the pool.
+-- Requests that come for the same host meanwhile wait for this connection
+-- in the agent's queue (they would otherwise open another one).
+local drain_queue -- below
+
+local function release_nt(conn)
+    local req, agent, name = conn.releasing, conn.agent, conn.name
+    conn.releasing = false
+    local n = agent._releasing[name] - 1
+    agent._releasing[name] = n > 0 and n or nil
+    if not conn.closed and not conn.ended and conn.req == req then
+        agent_free(conn)
+    else
+        drain_queue(agent, name)
+    end
+end
+
+local function release(conn, req)
+    local agent, name = conn.agent, conn.name
+    conn.releasing = req
+    agent._releasing[name] = (agent._releasing[name] or 0) + 1
+    loop.setImmediate(release_nt, conn)
+end
+
+-- The response's last byte arrived; rest: bytes that came after it.
 local function on_complete(conn, req, rest)
     local res = req.res
     local p = conn.p
@@ -453,20 +482,23 @@ local function on_complete(conn, req, rest)
         end
         return
     end
-    local keep = p.keep_alive ~= 0 and req.shouldKeepAlive and not req._failed
+    -- bytes after the response: a server out of step, the connection
+    -- cannot be trusted with another request
+    local keep = p.keep_alive ~= 0 and req.shouldKeepAlive and not req._failed and not rest
     res:push(nil)
     if conn.req ~= req then return end
     if not keep then
         conn.req = false
         socket:destroy()
     elseif req._writableState.finished then
-        agent_free(conn)
+        release(conn, req)
     else
         req._freeOnFinish = true
     end
 end
 
 conn_data = function(conn, chunk)
+    conn.got_bytes = true
     local req = conn.req
     if not req or req._resDone then
         -- bytes nobody asked for: the connection cannot be trusted
@@ -499,14 +531,7 @@ conn_data = function(conn, chunk)
         if band(r, HP_COMPLETE) == 0 then return end
         from = p.consumed
         if req.res then
-            local rest = from < n and sub(chunk, from + 1) or nil
-            on_complete(conn, req, rest)
-            if rest and not req.res.upgrade and conn.req then
-                -- more than the response: a server out of step
-                conn.req = false
-                agent_remove(conn, false)
-                conn.socket:destroy()
-            end
+            on_complete(conn, req, from < n and sub(chunk, from + 1) or nil)
             return
         end
         -- a 1xx came first: the real response follows
@@ -515,6 +540,7 @@ conn_data = function(conn, chunk)
 end
 
 conn_end = function(conn)
+    conn.ended = true
     local req = conn.req
     if not req or req._resDone then return end
     local r = C.luvd_http_parser_finish(conn.p)
@@ -524,23 +550,39 @@ conn_end = function(conn)
     -- anything else: "close" follows and tells the request
 end
 
+-- A reused connection that dies before a byte of the response came was
+-- most likely closed by the server while idle (the keep-alive race): an
+-- idempotent request sent whole goes again on another connection, once.
+local function replay(conn, req)
+    if not req.reusedSocket or conn.got_bytes or req._replayed or not req._finalSent
+        or req._chunked or not IDEMPOTENT[req.method] or req.destroyed then
+        return false
+    end
+    req._replayed = true
+    req._replaying = true
+    req._conn = false
+    req.socket = false
+    req.headersSent = false
+    req.reusedSocket = false
+    conn.agent:addRequest(req, req._agentOpts)
+    return true
+end
+
 conn_close = function(conn)
     conn.closed = true
     agent_remove(conn, false)
     local req = conn.req
     conn.req = false
     if not req or req._resDone or req._failed then return end
-    if req.res then
-        fail_req(req, req_error(req, "aborted", "ECONNRESET"))
-    else
-        fail_req(req, hang_up(req))
-    end
+    if replay(conn, req) then return end
+    fail_req(req, not req.res and hang_up(req) or nil)
 end
 
 conn_error = function(conn, err)
     local req = conn.req
     if not req or req._resDone then return end -- a pooled socket: "close" cleans up
     conn.req = false
+    if replay(conn, req) then return end
     fail_req(req, err)
 end
 
@@ -558,7 +600,7 @@ local function after_final(req)
     if req._freeOnFinish then
         req._freeOnFinish = false
         local conn = req._conn
-        if conn and conn.req == req then agent_free(conn) end
+        if conn and conn.req == req then release(conn, req) end
     end
 end
 
@@ -624,6 +666,7 @@ function Agent:initialize(opts)
     self.freeSockets = {}
     self.requests = {}
     self.totalSocketCount = 0
+    self._releasing = {} -- name -> connections about to be free
     self._conns = setmetatable({}, { __mode = "k" }) -- socket -> conn
 end
 
@@ -652,6 +695,7 @@ end
 local function assign(conn, req, reused)
     local agent, socket = conn.agent, conn.socket
     conn.req = req
+    conn.got_bytes = false
     req.socket = socket
     req._conn = conn
     req.reusedSocket = reused
@@ -669,7 +713,12 @@ local function assign(conn, req, reused)
     end
     socket:setTimeout(req.timeout or 0)
     next_tick(emit_socket, req, socket)
-    req:_flushPending()
+    if req._replaying then
+        req._replaying = false
+        socket:write(build_header(req) .. (req._replayBody or ""))
+    else
+        req:_flushPending()
+    end
 end
 
 local function new_connection(agent, req, opts, name)
@@ -710,12 +759,12 @@ function Agent:addRequest(req, opts)
             socket = free[1]
         end
         local conn = self._conns[socket]
-        if conn and not conn.closed and not socket.destroyed then
+        if conn and not conn.closed and not conn.ended and not socket.destroyed then
             return assign(conn, req, true)
         end
         list_remove(free, socket)
     end
-    if count(self.sockets[name]) < self.maxSockets
+    if not self._releasing[name] and count(self.sockets[name]) < self.maxSockets
         and self.totalSocketCount < self.maxTotalSockets then
         return new_connection(self, req, opts, name)
     end
@@ -750,7 +799,9 @@ agent_free = function(conn)
     if not agent.keepAlive or count(agent.freeSockets[name]) >= agent.maxFreeSockets then
         return socket:destroy()
     end
-    list_remove(agent.sockets[name], socket)
+    local active = agent.sockets[name]
+    list_remove(active, socket)
+    if active and #active == 0 then agent.sockets[name] = nil end
     local free = agent.freeSockets[name]
     if not free then
         free = {}
@@ -776,15 +827,21 @@ agent_remove = function(conn)
     if agent.freeSockets[name] and #agent.freeSockets[name] == 0 then
         agent.freeSockets[name] = nil
     end
+    drain_queue(agent, name)
+end
+
+-- Queued requests get new connections while there is room.
+drain_queue = function(agent, name)
     local q = agent.requests[name]
-    if q and #q > 0 and count(agent.sockets[name]) < agent.maxSockets then
+    while q and #q > 0 and count(agent.sockets[name]) < agent.maxSockets
+        and agent.totalSocketCount < agent.maxTotalSockets do
         local req = remove(q, 1)
-        if #q == 0 then agent.requests[name] = nil end
         if not req.destroyed then
             local ok, err = pcall(new_connection, agent, req, req._agentOpts, name)
             if not ok then fail_req(req, errors.new(tostring(err))) end
         end
     end
+    if q and #q == 0 then agent.requests[name] = nil end
 end
 
 -- destroy(): closes every socket, busy or free.
@@ -873,6 +930,9 @@ function ClientRequest:initialize(opts, cb)
     self._freeOnFinish = false
     self._resDone = false
     self._failed = false
+    self._replayBody = false -- the whole body, given to finish()
+    self._replayed = false
+    self._replaying = false
     self._k = false        -- fetch's continuation
     self._deadline = false -- fetch's timer
     self._agentName = false
@@ -964,7 +1024,7 @@ function ClientRequest:getRawHeaderNames()
 end
 
 -- The request line and headers, once; decides the framing.
-local function build_header(req)
+build_header = function(req)
     req.headersSent = true
     local h, names = req._headers, req._names
     local buf = { req.method, " ", req.path, " HTTP/1.1\r\n" }
@@ -1086,6 +1146,7 @@ function ClientRequest:finish(chunk, encoding, cb)
         and not self._writableState.ending then
         if type(chunk) == "string" then
             self._contentLength = #chunk
+            self._replayBody = chunk
         elseif chunk == nil or type(chunk) == "function" then
             self._contentLength = 0
         end
@@ -1116,15 +1177,16 @@ function ClientRequest:_destroy(err, cb)
     elseif self.agent and self._agentName then
         list_remove(self.agent.requests[self._agentName], self)
     end
-    local res = self.res
-    if res then abort_res(res, err or req_error(self, "aborted", "ECONNRESET")) end
-    if err and not self._failed then self._failed = err end
+    if not self._failed then self._failed = err or true end
     local k = self._k
     if k then
         self._k = false
         next_tick(k, nil, err or hang_up(self))
     end
     cb(err)
+    -- after the request's "error", as Node
+    local res = self.res
+    if res then next_tick(abort_res, res, req_error(self, "aborted", "ECONNRESET")) end
 end
 
 function ClientRequest:abort()
@@ -1286,8 +1348,6 @@ client._HTTP = HTTP
 -- fetch
 -------------------------------------------------------------------------------
 
-local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true,
-    TRACE = true }
 local REDIRECTS = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 local RETRY_CODES = { ECONNRESET = true, ECONNREFUSED = true }
 local FETCH_TLS_KEYS = { "ca", "cert", "key", "rejectUnauthorized", "servername",
@@ -1349,7 +1409,9 @@ local function fetch_retrying(url, f)
             return nil, err
         end
         attempt = attempt + 1
-        loop.sleep(backoff(retry, attempt))
+        local delay = backoff(retry, attempt)
+        if retry.onRetry then retry.onRetry(err, attempt, delay) end
+        loop.sleep(delay)
     end
 end
 
@@ -1405,7 +1467,11 @@ local function check_fetch_opts(opts)
             minTimeout = retry.minTimeout or 100,
             maxTimeout = retry.maxTimeout or 2000,
             force = retry.force == true,
+            onRetry = retry.onRetry,
         }
+        if f.retry.onRetry ~= nil and type(f.retry.onRetry) ~= "function" then
+            bad_option(fname, "retry.onRetry", "function expected")
+        end
         if type(f.retry.retries) ~= "number" or f.retry.retries < 0 then
             bad_option(fname, "retry.retries", "non-negative number expected")
         end

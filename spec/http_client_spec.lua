@@ -1,0 +1,768 @@
+-- luvd.http's client (and luvd.https's) against real Node.js servers
+-- (spec/support/http_node_server.js), started in the background on an
+-- ephemeral port of 127.0.0.1 and stopped by PID at teardown. Every spec
+-- counts its callbacks, so one that never fires fails.
+local http = require "luvd.http"
+local https = require "luvd.https"
+local net = require "luvd.net"
+local core = require "luvd.core"
+local loop = require "luvd.loop"
+local testing = require "luvd.testing"
+local helper = require "spec.helper"
+
+local have_node = os.execute("node --version >/dev/null 2>&1")
+have_node = have_node == 0 or have_node == true
+local describe_node = have_node and describe or pending
+
+local SERVER_JS = "spec/support/http_node_server.js"
+local dir = (os.getenv("TMPDIR") or "/tmp") .. "/luvd-http-client-" .. process.pid
+
+local function read(path)
+    local f = io.open(path, "rb")
+    if not f then return "" end
+    local s = f:read("*a")
+    f:close()
+    return s
+end
+
+-- Background node servers: { pid=, port=, out= }
+local procs = {}
+local spawned = 0
+
+local function start_node(args, port)
+    os.execute("mkdir -p " .. helper.quote(dir))
+    spawned = spawned + 1
+    local base = ("%s/node-%d"):format(dir, spawned)
+    local portfile, out, pidfile = base .. ".port", base .. ".out", base .. ".pid"
+    local cmd = ("node %s %s %s %s"):format(helper.quote(SERVER_JS), helper.quote(portfile),
+        tostring(port or 0), args or "")
+    local script = ("%s >%s 2>&1 & echo $! >%s; wait $!")
+        :format(cmd, helper.quote(out), helper.quote(pidfile))
+    assert(os.execute(("sh -c %s </dev/null >/dev/null 2>&1 &"):format(helper.quote(script))))
+    local p = { out = out }
+    procs[#procs + 1] = p
+    testing.wait_until(function()
+        p.pid = p.pid or tonumber(read(pidfile):match("%d+"))
+        p.port = tonumber(read(portfile):match("%d+"))
+        return p.port ~= nil
+    end, 10000, 10)
+    return p
+end
+
+local function stop_node(p)
+    if p.pid then os.execute("kill " .. p.pid .. " 2>/dev/null") end
+    p.pid = nil
+end
+
+local function counter()
+    local calls = {}
+    return calls, function(name) calls[name] = (calls[name] or 0) + 1 end
+end
+
+-- A port nothing listens on (bound, then closed).
+local function free_port()
+    local server = net.createServer()
+    local k = loop.continuation("listen")
+    server:listen(0, "127.0.0.1", k)
+    loop.wait(k)
+    local port = server:address().port
+    k = loop.continuation("close")
+    server:close(k)
+    loop.wait(k)
+    return port
+end
+
+-- Waits for a request's "response" (or "error"); returns res or nil, err.
+local function response_of(req)
+    local k = loop.continuation("response_of")
+    req:on("response", function(res) k(res) end)
+    req:on("error", function(err) k(nil, err) end)
+    return loop.wait(k)
+end
+
+-- A connection goes back to its agent's pool after the poll phase.
+local function pooled(agent, key)
+    testing.wait_until(function() return agent.freeSockets[key] ~= nil end)
+    return agent.freeSockets[key]
+end
+
+local function body_of(res)
+    local parts = {}
+    local k = loop.continuation("body_of")
+    res:on("data", function(c) parts[#parts + 1] = c end)
+    res:on("end", function() k(table.concat(parts)) end)
+    res:on("error", function(e) k(nil, e) end)
+    return loop.wait(k)
+end
+
+local cjson = require "cjson"
+
+describe_node("http client against node", function()
+    local server, base, name
+
+    setup(function()
+        server = start_node()
+        base = "http://127.0.0.1:" .. server.port
+        name = "127.0.0.1:" .. server.port .. ":"
+    end)
+
+    teardown(function()
+        for i = #procs, 1, -1 do stop_node(procs[i]) end
+        http.globalAgent:destroy()
+        os.execute("rm -rf " .. helper.quote(dir))
+    end)
+
+    local function stats()
+        local res = assert(http.fetch(base .. "/stats", { agent = false }))
+        return assert(res:json())
+    end
+
+    describe("request and get", function()
+        it("gets a Content-Length body with Node's event order", function()
+            local calls, count = counter()
+            local order = {}
+            local k = loop.continuation("get")
+            local req = http.get(base .. "/hello", function(res)
+                count("response")
+                order[#order + 1] = "response"
+                assert.equal(200, res.statusCode)
+                assert.equal("OK", res.statusMessage)
+                assert.equal("1.1", res.httpVersion)
+                assert.equal("5", res.headers["content-length"])
+                assert.equal("text/plain", res.headers["content-type"])
+                res:on("data", function(chunk)
+                    count("data")
+                    assert.equal("hello", chunk)
+                    if order[#order] ~= "data" then order[#order + 1] = "data" end
+                end)
+                res:on("end", function() order[#order + 1] = "res end" end)
+                res:on("close", function()
+                    order[#order + 1] = "res close"
+                    k()
+                end)
+            end)
+            req:on("socket", function() count("socket") end)
+            req:on("finish", function() count("finish") end)
+            req:on("close", function() order[#order + 1] = "req close" end)
+            loop.wait(k)
+            assert.same({ "response", "data", "res end", "req close", "res close" }, order)
+            assert.same({ response = 1, data = 1, socket = 1, finish = 1 }, calls)
+        end)
+
+        it("reads a chunked body", function()
+            local res = assert(response_of(http.get(base .. "/chunked")))
+            assert.is_nil(res.headers["content-length"])
+            assert.equal("chunked", res.headers["transfer-encoding"])
+            assert.equal("one,two,three", body_of(res))
+            assert.is_true(res.complete)
+        end)
+
+        it("takes an options table, a path and headers, and sends a body", function()
+            local req = http.request({
+                host = "127.0.0.1", port = server.port, path = "/echo?x=1", method = "post",
+                headers = { ["X-Test"] = "yes", ["X-List"] = { "a", "b" }, ["X-Num"] = 42 },
+            })
+            req:finish("the body")
+            local res = assert(response_of(req))
+            local echo = cjson.decode(body_of(res))
+            assert.equal("POST", echo.method)
+            assert.equal("/echo?x=1", echo.url)
+            assert.equal("yes", echo.headers["x-test"])
+            assert.equal("a, b", echo.headers["x-list"])
+            assert.equal("42", echo.headers["x-num"])
+            assert.equal("8", echo.headers["content-length"])
+            assert.equal("127.0.0.1:" .. server.port, echo.headers.host)
+            assert.equal("the body", echo.body)
+        end)
+
+        it("sends what is written before finish chunked", function()
+            local req = http.request(base .. "/echo", { method = "PUT" })
+            assert.is_true(req:write("part one, "))
+            req:write("part two")
+            req:finish()
+            local echo = cjson.decode(body_of(assert(response_of(req))))
+            assert.equal("chunked", echo.headers["transfer-encoding"])
+            assert.equal("part one, part two", echo.body)
+        end)
+
+        it("sends a bodiless GET without framing and a bodiless POST with length 0", function()
+            local echo = cjson.decode(body_of(assert(response_of(http.get(base .. "/echo")))))
+            assert.is_nil(echo.headers["content-length"])
+            assert.is_nil(echo.headers["transfer-encoding"])
+            local req = http.request(base .. "/echo", { method = "POST" })
+            req:finish()
+            echo = cjson.decode(body_of(assert(response_of(req))))
+            assert.equal("0", echo.headers["content-length"])
+        end)
+
+        it("keeps header helpers and sends Basic auth from the URL", function()
+            local req = http.request("http://user:p%40ss@127.0.0.1:" .. server.port .. "/echo")
+            req:setHeader("X-Late", "1")
+            assert.equal("1", req:getHeader("x-late"))
+            assert.is_true(req:hasHeader("X-LATE"))
+            req:removeHeader("x-late")
+            assert.is_false(req:hasHeader("x-late"))
+            req:finish()
+            local echo = cjson.decode(body_of(assert(response_of(req))))
+            assert.equal("Basic dXNlcjpwQHNz", echo.headers.authorization)
+            assert.is_nil(echo.headers["x-late"])
+            assert.has_error(function() req:setHeader("X-Too-Late", "1") end)
+        end)
+
+        it("uploads 4 MB through backpressure", function()
+            local req = http.request(base .. "/count-body", { method = "POST" })
+            local chunk = string.rep("u", 64 * 1024)
+            local sent, drains = 0, 0
+            while sent < 4 * 1024 * 1024 do
+                sent = sent + #chunk
+                if not req:write(chunk) then
+                    drains = drains + 1
+                    local k = loop.continuation("drain")
+                    req:once("drain", k)
+                    loop.wait(k)
+                end
+            end
+            req:finish()
+            local res = assert(response_of(req))
+            assert.equal(tostring(sent), body_of(res))
+            assert.is_true(drains > 0)
+        end)
+
+        it("HEAD gets the headers and no body", function()
+            local req = http.request(base .. "/hello", { method = "HEAD" })
+            req:finish()
+            local res = assert(response_of(req))
+            assert.equal("5", res.headers["content-length"])
+            assert.equal("", body_of(res))
+        end)
+
+        it("204 and 304 have no body, whatever length they announce", function()
+            local agent = http.Agent:new { keepAlive = true }
+            local res = assert(http.fetch(base .. "/status/204", { agent = agent }))
+            assert.equal(204, res.status)
+            assert.equal("", res:text())
+            res = assert(http.fetch(base .. "/status/304", { agent = agent }))
+            assert.equal(304, res.status)
+            assert.equal("123", res.headers["content-length"])
+            assert.equal("", res:text())
+            -- the connection is still in step: the next response parses
+            res = assert(http.fetch(base .. "/hello", { agent = agent }))
+            assert.equal("hello", res:text())
+            assert.equal(1, agent.totalSocketCount)
+            agent:destroy()
+        end)
+
+        it("reads a body that runs to the end of the connection", function()
+            local res = assert(http.fetch(base .. "/eof-body"))
+            assert.equal("until the end", res:text())
+        end)
+
+        it("gives trailers, set-cookie lists and Node's rules for repeats", function()
+            local res = assert(http.fetch(base .. "/trailers"))
+            assert.equal("body", res:text())
+            assert.equal("abc123", res.trailers["x-checksum"])
+            assert.same({ "X-Checksum", "abc123" }, res.rawTrailers)
+            res = assert(http.fetch(base .. "/headers"))
+            assert.same({ "a=1", "b=2" }, res.headers["set-cookie"])
+            assert.equal("one, two", res.headers["x-multi"])
+            res:text()
+            res = assert(http.fetch(base .. "/dup-singleton"))
+            assert.equal("text/a", res.headers["content-type"])
+            assert.equal("a=1; b=2", res.headers.cookie)
+            assert.same({ "Content-Type", "text/a", "Content-Type", "text/b", "Cookie", "a=1",
+                "Cookie", "b=2", "Content-Length", "0" }, res.rawHeaders)
+        end)
+
+        it("emits \"information\" for a 103 before the response", function()
+            local calls, count = counter()
+            local req = http.get(base .. "/early-hints")
+            req:on("information", function(info)
+                count("information")
+                assert.equal(103, info.statusCode)
+                assert.equal("</style.css>; rel=preload", info.headers.link)
+            end)
+            local res = assert(response_of(req))
+            assert.equal(200, res.statusCode)
+            assert.equal("after hints", body_of(res))
+            assert.same({ information = 1 }, calls)
+        end)
+    end)
+
+    describe("agent", function()
+        it("reuses one keep-alive connection for sequential requests", function()
+            local agent = http.Agent:new { keepAlive = true }
+            local ids = {}
+            for i = 1, 4 do
+                local res = assert(http.fetch(base .. "/socket", { agent = agent }))
+                ids[i] = res:text()
+            end
+            assert.equal(ids[1], ids[2])
+            assert.equal(ids[1], ids[4])
+            assert.equal(1, #pooled(agent, name))
+            assert.is_nil(agent.sockets[name])
+            agent:destroy()
+        end)
+
+        it("marks reused sockets and keeps idle ones unref'd", function()
+            local agent = http.Agent:new { keepAlive = true }
+            local req = http.get(base .. "/hello", { agent = agent })
+            local res = assert(response_of(req))
+            body_of(res)
+            assert.is_false(req.reusedSocket)
+            local socket = pooled(agent, name)[1]
+            assert.is_false(core.stream_has_ref(socket._handle))
+            req = http.get(base .. "/hello", { agent = agent })
+            assert.is_true(req.reusedSocket)
+            assert.is_true(core.stream_has_ref(socket._handle))
+            body_of(assert(response_of(req)))
+            agent:destroy()
+        end)
+
+        it("an idle socket does not keep the process alive", function()
+            local out, err, code = helper.run_lua(([[
+                local http = require "luvd.http"
+                require("luvd").go(function()
+                    local res = assert(http.fetch("%s/hello"))
+                    local text = res:text()
+                    for _ = 1, 100 do
+                        if http.globalAgent.freeSockets["%s"] then break end
+                        require("luvd.loop").sleep(5)
+                    end
+                    print(text, #http.globalAgent.freeSockets["%s"])
+                end)
+            ]]):format(base, name, name))
+            assert.equal("", err)
+            assert.equal(0, code)
+            assert.equal("hello\t1\n", out)
+        end)
+
+        it("drops a pooled socket the server closes", function()
+            local agent = http.Agent:new { keepAlive = true }
+            local res = assert(http.fetch(base .. "/close-after?ms=30", { agent = agent }))
+            local first = res:text()
+            assert.equal(1, #pooled(agent, name))
+            testing.wait_until(function() return agent.freeSockets[name] == nil end)
+            assert.equal(0, agent.totalSocketCount)
+            res = assert(http.fetch(base .. "/socket", { agent = agent }))
+            assert.are_not.equal(first, res:text())
+            agent:destroy()
+        end)
+
+        it("follows the server's Keep-Alive timeout hint", function()
+            local agent = http.Agent:new { keepAlive = true }
+            local res = assert(http.fetch(base .. "/keepalive-hint", { agent = agent }))
+            res:text()
+            local socket = pooled(agent, name)[1]
+            assert.equal(1000, socket.timeout)
+            agent:destroy()
+        end)
+
+        it("does not pool without keepAlive and with agent = false", function()
+            local ids = {}
+            for i = 1, 2 do
+                local res = assert(http.fetch(base .. "/echo", { agent = false }))
+                local echo = res:json()
+                assert.equal("close", echo.headers.connection)
+                ids[i] = echo.socket
+            end
+            assert.are_not.equal(ids[1], ids[2])
+        end)
+
+        it("queues requests over maxSockets = 2", function()
+            assert(http.fetch(base .. "/reset-stats", { agent = false })):text()
+            local before = stats().sockets
+            local agent = http.Agent:new { keepAlive = true, maxSockets = 2 }
+            local n, done = 6, 0
+            local k = loop.continuation("all")
+            local bodies = {}
+            for i = 1, n do
+                http.get(base .. "/wait?ms=40", { agent = agent }, function(res)
+                    local parts = {}
+                    res:on("data", function(c) parts[#parts + 1] = c end)
+                    res:on("end", function()
+                        bodies[i] = table.concat(parts)
+                        done = done + 1
+                        if done == n then k() end
+                    end)
+                end)
+            end
+            assert.equal(2, #agent.sockets[name])
+            assert.equal(4, #agent.requests[name])
+            loop.wait(k)
+            local st = stats()
+            assert.equal(2, st.maxInFlight)
+            assert.equal(2, st.sockets - before - 1) -- the stats fetch is one more
+            local distinct = {}
+            for i = 1, n do distinct[bodies[i]] = true end
+            local count = 0
+            for _ in pairs(distinct) do count = count + 1 end
+            assert.equal(2, count)
+            assert.is_nil(agent.requests[name] and agent.requests[name][1])
+            agent:destroy()
+        end)
+    end)
+
+    describe("fetch", function()
+        it("returns status, ok, headers, text and json", function()
+            local res = assert(http.fetch(base .. "/json"))
+            assert.equal(200, res.status)
+            assert.is_true(res.ok)
+            assert.equal("application/json", res.headers["content-type"])
+            assert.same({ a = 1, list = { 1, 2, 3 }, s = "x" }, res:json())
+            assert.equal(base .. "/json", res.url)
+            assert.is_false(res.redirected)
+            res = assert(http.fetch(base .. "/status/404"))
+            assert.equal(404, res.status)
+            assert.is_false(res.ok)
+            assert.equal("status 404", res:text())
+            res = assert(http.fetch(base .. "/not-json"))
+            local v, err = res:json()
+            assert.is_nil(v)
+            assert.equal("ERR_INVALID_JSON", err.code)
+        end)
+
+        for _, code in ipairs { 301, 302, 303, 307, 308 } do
+            it("follows a " .. code .. " when asked, and leaves it otherwise", function()
+                local url = base .. "/redirect/" .. code .. "?to=/echo"
+                local res = assert(http.fetch(url, { method = "POST", body = "payload" }))
+                assert.equal(code, res.status)
+                assert.equal("/echo", res.headers.location)
+                assert.equal("redirecting", res:text())
+                res = assert(http.fetch(url, {
+                    method = "POST", body = "payload", redirect = "follow",
+                    headers = { ["Content-Type"] = "text/plain" },
+                }))
+                assert.equal(200, res.status)
+                assert.is_true(res.redirected)
+                assert.equal(base .. "/echo", res.url)
+                local echo = res:json()
+                if code == 307 or code == 308 then
+                    assert.equal("POST", echo.method)
+                    assert.equal("payload", echo.body)
+                    assert.equal("text/plain", echo.headers["content-type"])
+                else
+                    assert.equal("GET", echo.method)
+                    assert.equal("", echo.body)
+                    assert.is_nil(echo.headers["content-type"])
+                end
+            end)
+        end
+
+        it("keeps the method of a 301 for PUT and resolves relative locations", function()
+            local res = assert(http.fetch(base .. "/redirect/301?to=../echo%3Fq%3D1",
+                { method = "PUT", body = "b", redirect = "follow" }))
+            local echo = res:json()
+            assert.equal("PUT", echo.method)
+            assert.equal("/echo?q=1", echo.url)
+        end)
+
+        it("stops after maxRedirects", function()
+            local res, err = http.fetch(base .. "/loop", { redirect = "follow", maxRedirects = 3 })
+            assert.is_nil(res)
+            assert.equal("ERR_TOO_MANY_REDIRECTS", err.code)
+        end)
+
+        it("retries a refused connection until the server appears", function()
+            testing.timeout(15000)
+            local port = free_port()
+            local attempts, started = 0, nil
+            local res, err = http.fetch("http://127.0.0.1:" .. port .. "/hello", {
+                retry = {
+                    retries = 40, minTimeout = 20, maxTimeout = 200,
+                    onRetry = function(e, n)
+                        attempts = n
+                        assert.equal("ECONNREFUSED", e.code)
+                        if n == 1 then started = start_node(nil, port) end
+                    end,
+                },
+            })
+            assert.is_nil(err)
+            assert.equal("hello", res:text())
+            assert.is_true(attempts >= 1)
+            stop_node(started)
+        end)
+
+        it("does not retry a POST unless forced", function()
+            local port = free_port()
+            local attempts = 0
+            local opts = {
+                method = "POST", body = "x",
+                retry = { retries = 2, minTimeout = 1, maxTimeout = 2,
+                    onRetry = function() attempts = attempts + 1 end },
+            }
+            local res, err = http.fetch("http://127.0.0.1:" .. port .. "/", opts)
+            assert.is_nil(res)
+            assert.equal("ECONNREFUSED", err.code)
+            assert.equal(0, attempts)
+            opts.retry.force = true
+            res, err = http.fetch("http://127.0.0.1:" .. port .. "/", opts)
+            assert.is_nil(res)
+            assert.equal("ECONNREFUSED", err.code)
+            assert.equal(2, attempts)
+        end)
+
+        it("retries a hang-up of an idempotent request", function()
+            local attempts = 0
+            local res, err = http.fetch(base .. "/hangup", {
+                retry = { retries = 2, minTimeout = 1, maxTimeout = 2,
+                    onRetry = function(e)
+                        attempts = attempts + 1
+                        assert.equal("ECONNRESET", e.code)
+                    end },
+            })
+            assert.is_nil(res)
+            assert.equal("ECONNRESET", err.code)
+            assert.equal("socket hang up", err.message)
+            assert.equal(2, attempts)
+        end)
+
+        it("decompresses gzip and deflate when asked", function()
+            local expected = string.rep("compressed ", 1000)
+            for _, path in ipairs { "/gzip", "/deflate", "/deflate-raw" } do
+                local res = assert(http.fetch(base .. path, { decompress = true }))
+                assert.equal("gzip, deflate", res.headers["x-accept-encoding"])
+                assert.equal(expected, res:text())
+            end
+            local res = assert(http.fetch(base .. "/gzip"))
+            assert.equal("", res.headers["x-accept-encoding"])
+            local raw = res:text()
+            assert.are_not.equal(expected, raw)
+            assert.equal("\31\139", raw:sub(1, 2))
+        end)
+
+        it("times out with ETIMEDOUT, before the headers and in the body", function()
+            local t0 = loop.hrtime_ms()
+            local res, err = http.fetch(base .. "/slow?ms=3000", { timeout = 100 })
+            assert.is_nil(res)
+            assert.equal("ETIMEDOUT", err.code)
+            assert.equal("127.0.0.1", err.address)
+            assert.equal(server.port, err.port)
+            assert.is_true(loop.hrtime_ms() - t0 < 3000)
+            res = assert(http.fetch(base .. "/slow-body?ms=3000", { timeout = 100 }))
+            assert.equal(200, res.status)
+            local body
+            body, err = res:text()
+            assert.is_nil(body)
+            assert.equal("ETIMEDOUT", err.code)
+        end)
+
+        it("needs a coroutine and checks its options", function()
+            assert.has_error(function() http.fetch(base, { redirect = "yes" }) end)
+            assert.has_error(function() http.fetch(base, { body = 1 }) end)
+            assert.has_error(function() http.fetch("ftp://x/") end)
+            assert.has_error(function() http.fetch(base, { method = "BAD METHOD" }) end)
+        end)
+    end)
+
+    describe("failures", function()
+        it("refused: an error object with code, syscall, address and port", function()
+            local port = free_port()
+            local calls, count = counter()
+            local req = http.get("http://127.0.0.1:" .. port .. "/")
+            local k = loop.continuation("error")
+            req:on("error", function(err)
+                count("error")
+                assert.equal("ECONNREFUSED", err.code)
+                assert.equal("connect", err.syscall)
+                assert.equal("127.0.0.1", err.address)
+                assert.equal(port, err.port)
+                assert.equal("connect ECONNREFUSED 127.0.0.1:" .. port, err.message)
+            end)
+            req:on("close", function() count("close") k() end)
+            loop.wait(k)
+            assert.same({ error = 1, close = 1 }, calls)
+        end)
+
+        it("a server that hangs up: socket hang up, ECONNRESET", function()
+            local res, err = response_of(http.get(base .. "/hangup"))
+            assert.is_nil(res)
+            assert.equal("ECONNRESET", err.code)
+            assert.equal("socket hang up", err.message)
+        end)
+
+        for _, path in ipairs { "/reset-mid-body", "/close-mid-body" } do
+            it(path .. ": \"aborted\" and an error on the response, no crash", function()
+                local calls, count = counter()
+                local req = http.get(base .. path)
+                req:on("error", function(e)
+                    count("req error")
+                    assert.equal("ECONNRESET", e.code)
+                end)
+                local res = assert(response_of(req))
+                local k = loop.continuation("aborted")
+                res:on("data", function() count("data") end)
+                res:on("aborted", function() count("aborted") end)
+                res:on("error", function(e)
+                    count("res error")
+                    assert.equal("ECONNRESET", e.code)
+                    assert.equal("aborted", e.message)
+                end)
+                res:on("end", function() count("end") end)
+                res:on("close", function() k() end)
+                loop.wait(k)
+                assert.is_true(res.aborted)
+                assert.is_false(res.complete)
+                assert.equal(1, calls.aborted)
+                assert.equal(1, calls["res error"])
+                assert.is_nil(calls["end"])
+                assert.is_true(calls.data >= 1)
+                if path == "/reset-mid-body" then
+                    -- the request hears "read ECONNRESET" when the reset
+                    -- reaches the read (most runs), as Node's does
+                    assert.is_true((calls["req error"] or 0) <= 1)
+                else
+                    assert.is_nil(calls["req error"])
+                end
+            end)
+        end
+
+        it("fetch's text() reports a connection that dies in the body", function()
+            local res = assert(http.fetch(base .. "/close-mid-body"))
+            local body, err = res:text()
+            assert.is_nil(body)
+            assert.equal("ECONNRESET", err.code)
+        end)
+
+        local malformed = {
+            { "/malformed", "HPE_INVALID_STATUS" },
+            { "/bad-header", "HPE_INVALID_HEADER_TOKEN" },
+            { "/cl-and-te", "HPE_UNEXPECTED_CONTENT_LENGTH" },
+            { "/huge-header", "HPE_HEADER_OVERFLOW" },
+        }
+        for _, case in ipairs(malformed) do
+            it("a malformed response (" .. case[1] .. "): " .. case[2], function()
+                local res, err = response_of(http.get(base .. case[1]))
+                assert.is_nil(res)
+                assert.equal(case[2], err.code)
+                assert.matches("^Parse Error: ", err.message)
+                assert.equal("number", type(err.bytesParsed))
+            end)
+        end
+
+        it("bytes after a response close the connection, the response is whole", function()
+            local agent = http.Agent:new { keepAlive = true }
+            local res = assert(http.fetch(base .. "/extra-bytes", { agent = agent }))
+            assert.equal("ok", res:text())
+            testing.wait_until(function() return agent.totalSocketCount == 0 end)
+        end)
+
+        it("a request timeout emits \"timeout\"; unheard, it fails with ETIMEDOUT", function()
+            local calls, count = counter()
+            local req = http.get(base .. "/slow?ms=3000", { timeout = 50 })
+            local k = loop.continuation("timeout")
+            req:on("timeout", function()
+                count("timeout")
+                req:destroy()
+            end)
+            req:on("error", function(e)
+                count("error")
+                assert.equal("ECONNRESET", e.code) -- destroy() before a response: hang up
+            end)
+            req:on("close", function() k() end)
+            loop.wait(k)
+            assert.equal(1, calls.timeout)
+            local res, err = response_of(http.get(base .. "/slow?ms=3000", { timeout = 50 }))
+            assert.is_nil(res)
+            assert.equal("ETIMEDOUT", err.code)
+        end)
+
+        it("misuse raises at once", function()
+            assert.has_error(function() http.request("not a url") end)
+            assert.has_error(function() http.request({ host = "x", method = "GE T" }) end)
+            assert.has_error(function() http.request({ host = "x", path = "/a b" }) end)
+            assert.has_error(function() http.request({ host = "x", port = 70000 }) end)
+            assert.has_error(function()
+                http.request({ host = "x", headers = { ["X-A"] = "a\r\nInjected: 1" } })
+            end)
+            assert.has_error(function()
+                http.request({ host = "x", headers = { ["Bad Name"] = "1" } })
+            end)
+            assert.has_error(function() http.request("https://127.0.0.1/") end)
+            assert.has_error(function() http.Agent:new { maxSockets = 0 } end)
+        end)
+    end)
+
+    describe("large bodies", function()
+        it("10 MB with backpressure: the response buffers a bounded amount", function()
+            testing.timeout(20000)
+            local res = assert(response_of(http.get(base .. "/big?bytes=" .. 10 * 1024 * 1024)))
+            local total, chunks, max_buffered = 0, 0, 0
+            local k = loop.continuation("big")
+            res:on("data", function(c)
+                total = total + #c
+                chunks = chunks + 1
+                local buffered = res._readableState.length
+                if buffered > max_buffered then max_buffered = buffered end
+                if chunks % 16 == 0 then
+                    -- a slow consumer: the socket must stop reading meanwhile
+                    res:pause()
+                    setTimeout(function() res:resume() end, 2)
+                end
+            end)
+            res:on("end", function() k() end)
+            loop.wait(k)
+            assert.equal(10 * 1024 * 1024, total)
+            assert.is_true(max_buffered <= 256 * 1024, "buffered " .. max_buffered)
+        end)
+    end)
+end)
+
+describe_node("https client against node", function()
+    local certs = require "spec.support.tls_certs"
+    local c, server, base
+
+    setup(function()
+        testing.timeout(30000)
+        c = certs.make()
+        server = start_node(("--tls %s %s"):format(helper.quote(c.server.keyFile),
+            helper.quote(c.server.certFile)))
+        base = "https://localhost:" .. server.port
+    end)
+
+    teardown(function()
+        stop_node(server)
+        https.globalAgent:destroy()
+        if c then certs.remove(c) end
+    end)
+
+    it("fetches over TLS with the spec's CA, offering ALPN http/1.1", function()
+        local res = assert(https.fetch(base .. "/echo", { ca = c.ca.cert, method = "POST",
+            body = "secret" }))
+        local echo = res:json()
+        assert.equal("http/1.1", echo.alpn)
+        assert.equal("secret", echo.body)
+        assert.equal("localhost:" .. server.port, echo.headers.host)
+    end)
+
+    it("reuses the TLS connection and keeps CAs apart", function()
+        local agent = https.Agent:new { keepAlive = true }
+        local a = assert(https.fetch(base .. "/socket", { ca = c.ca.cert, agent = agent })):text()
+        local b = assert(https.fetch(base .. "/socket", { ca = c.ca.cert, agent = agent })):text()
+        assert.equal(a, b)
+        local res, err = https.fetch(base .. "/socket", { agent = agent, ca = c.ca2.cert })
+        assert.is_nil(res)
+        assert.is_string(err.code)
+        agent:destroy()
+    end)
+
+    it("request and get with a callback", function()
+        local k = loop.continuation("get")
+        https.get({ host = "127.0.0.1", port = server.port, path = "/hello", ca = c.ca.cert,
+            servername = "localhost" }, function(res)
+            assert.equal(200, res.statusCode)
+            k(res)
+        end)
+        assert.equal("hello", body_of(loop.wait(k)))
+    end)
+
+    it("rejects a server its CA does not vouch for", function()
+        local res, err = https.fetch(base .. "/hello")
+        assert.is_nil(res)
+        assert.is_string(err.code)
+    end)
+
+    it("fetch from luvd.http follows the https scheme", function()
+        local res = assert(http.fetch(base .. "/hello", { ca = c.ca.cert }))
+        assert.equal("hello", res:text())
+    end)
+end)
