@@ -229,8 +229,10 @@ struct luvd_stream_s {
     luvd_npipe_t *pipe_in;  /* the native pipe reading this stream */
     luvd_npipe_t *pipe_out; /* the native pipe writing into it */
     luvd_write_t lua_write; /* the one write Lua has in flight */
-    uv_shutdown_t shutdown_req;
-    uv_connect_t connect_req;
+    union {                 /* a stream connects before it can shut down */
+        uv_shutdown_t shutdown_req;
+        uv_connect_t connect_req;
+    };
 };
 
 /* FFI (modules/luvd/net.lua): no lua_State, never raise. */
@@ -260,6 +262,15 @@ void luvd__stream_opened(lua_State *L, luvd_stream_t *s);
  * leaves the userdata (returns 1), or on failure nil and rc (returns 2). */
 int luvd__stream_push_opened(lua_State *L, luvd_stream_t *s, int rc);
 luvd_stream_t *luvd__stream_check(lua_State *L, int idx);
+/* A stream owned by C alone (no userdata, so no Lua object while it lives):
+ * size bytes zeroed (a struct that begins with a luvd_stream_t), freed by
+ * the core after its close callback. NULL when out of memory. */
+luvd_stream_t *luvd__stream_alloc(lua_State *L, size_t size, int kind);
+/* Gives a C-owned stream its userdata (pushed), from then on the usual
+ * lifetime: freed once closed and collected. */
+void luvd__stream_push(lua_State *L, luvd_stream_t *s);
+/* The runtime's shared read buffer, for sinks that consume a read at once. */
+char *luvd__stream_slab(luvd_stream_t *s, size_t *len);
 int luvd__stream_write(luvd_stream_t *s, luvd_write_t *w, uv_buf_t *bufs, unsigned nbufs);
 void luvd__stream_close(luvd_stream_t *s);
 /* Hands a read to the sink; the uv read callback of every stream kind. */

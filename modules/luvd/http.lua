@@ -4,6 +4,80 @@
 -- the C core in server/http/server.c. The client (request, get, fetch,
 -- Agent) lives in luvd/http/client.lua and is loaded on first use, so a
 -- server that never makes a request never loads it.
+--
+--   local http = require "luvd.http"
+--   http.createServer(function(req, res)
+--       res:setHeader("Content-Type", "text/plain")
+--       res:finish("Hello World\n")
+--   end):listen(3000)
+--
+-- http.createServer([opts,] handler(req, res)) -> Server (a net.Server:
+--   listen, address, close, getConnections). opts, also fields of the
+--   server until it listens:
+--     maxHeaderSize    bytes of a request head (default 16384) -> 431
+--     maxBodySize      bytes of a request body (default 0 = no limit; a
+--                      body is streamed, req:body() has its own limit) -> 413
+--     headersTimeout   ms to receive a head (default 60000) -> 408
+--     requestTimeout   ms to receive a whole request (default 300000) -> 408
+--     keepAliveTimeout ms an idle keep-alive connection stays (default 5000)
+--     maxRequestsPerSocket  requests per connection, then Connection: close
+--                      (default 0 = no limit)
+--   Events: "request"(req, res), "upgrade"(req, socket, head),
+--   "connect"(req, socket, head) for CONNECT, "clientError"(err) for bad
+--   input C answered itself (err.status, err.message), "listening",
+--   "close", "error".
+--   Each request's handler runs in its own coroutine; coroutines are reused.
+--   A handler that raises: 500 (or the connection closes if the head was
+--   sent), the traceback on stderr, and the server goes on.
+-- req (IncomingMessage, a Readable): method, url, path, query, httpVersion,
+--   httpVersionMajor, httpVersionMinor, headers, rawHeaders, trailers,
+--   complete, aborted, socket; req:body([limit]) in the handler's
+--   coroutine -> the whole body, or nil and an error (code
+--   "ERR_HTTP_BODY_TOO_LARGE" with status 413, or "ECONNRESET").
+-- res (ServerResponse, a Writable): statusCode, statusMessage, sendDate,
+--   headersSent, finished, writableEnded, writableFinished;
+--   setHeader/getHeader/removeHeader/hasHeader/getHeaderNames/getHeaders,
+--   writeHead(status[, message][, headers]), write(chunk[, cb]),
+--   finish([chunk][, cb]), addTrailers(t), flushHeaders(), destroy();
+--   events "finish", "close", "drain".
+--
+-- Performance: a request costs one call from C (the head, with the header
+-- table built in C), a pre-shaped req and res, and for res:finish(body) one
+-- FFI call that writes head and body; the Readable and Writable machinery is
+-- only made when a stream method is used (on "data", pipe, iter ...).
+
+local ffi = require "ffi"
+local core = require "luvd.core"
+local loop = require "luvd.loop"
+local errors = require "luvd.errors"
+local net = require "luvd.net"
+local stream = require "luvd.stream"
+local sbuffer = require "string.buffer"
+
+local type, tostring, tonumber, setmetatable, rawget, rawset, error, xpcall, pairs =
+    type, tostring, tonumber, setmetatable, rawget, rawset, error, xpcall, pairs
+local find, sub, lower, gsub, char =
+    string.find, string.sub, string.lower, string.gsub, string.char
+local concat = table.concat
+local floor, huge = math.floor, math.huge
+local co_yield, co_resume, co_running = coroutine.yield, coroutine.resume, coroutine.running
+local traceback = debug.traceback
+local next_tick = loop.next_tick
+
+ffi.cdef [[
+int luvd_http_send(void *conn, const char *head, size_t hlen, const char *body, size_t blen,
+                   int flags);
+void luvd_http_abort(void *conn);
+void luvd_http_reading(void *conn, int on);
+double luvd_now(struct luvd_runtime_s *rt);
+]]
+local C = ffi.C
+local rt = loop.rt
+
+local EV_HEAD, EV_BODY, EV_END, EV_DRAIN, EV_CLOSE, EV_DRAINED, EV_CLIENT_ERR =
+    1, 2, 3, 4, 5, 6, 7
+local HF_KEEPALIVE, HF_BODY, HF_UPGRADE, HF_CLOSING = 1, 2, 4, 8
+local SF_END, SF_CHUNKED, SF_CLOSE = 1, 2, 4
 
 local http = {}
 
@@ -16,6 +90,1002 @@ end
 function http.request(...) return get_client().request(...) end
 function http.get(...) return get_client().get(...) end
 function http.fetch(...) return get_client().fetch(...) end
+
+local STATUS_CODES = {
+    [100] = "Continue", [101] = "Switching Protocols", [102] = "Processing",
+    [103] = "Early Hints", [200] = "OK", [201] = "Created", [202] = "Accepted",
+    [203] = "Non-Authoritative Information", [204] = "No Content",
+    [205] = "Reset Content", [206] = "Partial Content", [207] = "Multi-Status",
+    [208] = "Already Reported", [226] = "IM Used", [300] = "Multiple Choices",
+    [301] = "Moved Permanently", [302] = "Found", [303] = "See Other",
+    [304] = "Not Modified", [305] = "Use Proxy", [307] = "Temporary Redirect",
+    [308] = "Permanent Redirect", [400] = "Bad Request", [401] = "Unauthorized",
+    [402] = "Payment Required", [403] = "Forbidden", [404] = "Not Found",
+    [405] = "Method Not Allowed", [406] = "Not Acceptable",
+    [407] = "Proxy Authentication Required", [408] = "Request Timeout",
+    [409] = "Conflict", [410] = "Gone", [411] = "Length Required",
+    [412] = "Precondition Failed", [413] = "Payload Too Large", [414] = "URI Too Long",
+    [415] = "Unsupported Media Type", [416] = "Range Not Satisfiable",
+    [417] = "Expectation Failed", [418] = "I'm a Teapot", [421] = "Misdirected Request",
+    [422] = "Unprocessable Entity", [423] = "Locked", [424] = "Failed Dependency",
+    [425] = "Too Early", [426] = "Upgrade Required", [428] = "Precondition Required",
+    [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
+    [451] = "Unavailable For Legal Reasons", [500] = "Internal Server Error",
+    [501] = "Not Implemented", [502] = "Bad Gateway", [503] = "Service Unavailable",
+    [504] = "Gateway Timeout", [505] = "HTTP Version Not Supported",
+    [506] = "Variant Also Negotiates", [507] = "Insufficient Storage",
+    [508] = "Loop Detected", [509] = "Bandwidth Limit Exceeded", [510] = "Not Extended",
+    [511] = "Network Authentication Required",
+}
+http.STATUS_CODES = STATUS_CODES
+http.METHODS = {
+    "ACL", "BIND", "CHECKOUT", "CONNECT", "COPY", "DELETE", "GET", "HEAD", "LINK", "LOCK",
+    "M-SEARCH", "MERGE", "MKACTIVITY", "MKCALENDAR", "MKCOL", "MOVE", "NOTIFY", "OPTIONS",
+    "PATCH", "POST", "PROPFIND", "PROPPATCH", "PURGE", "PUT", "REBIND", "REPORT", "SEARCH",
+    "SOURCE", "SUBSCRIBE", "TRACE", "UNBIND", "UNLINK", "UNLOCK", "UNSUBSCRIBE",
+}
+
+-- Status lines, made once per code.
+local status_lines = {}
+local function status_line(code, msg)
+    if msg then return "HTTP/1.1 " .. code .. " " .. msg .. "\r\n" end
+    local line = status_lines[code]
+    if not line then
+        line = "HTTP/1.1 " .. code .. " " .. (STATUS_CODES[code] or "unknown") .. "\r\n"
+        status_lines[code] = line
+    end
+    return line
+end
+
+-- The Date header, made once per second of loop time.
+local date_line, date_until = "", 0
+local function date_header()
+    local now = C.luvd_now(rt)
+    if now >= date_until then
+        date_line = "Date: " .. os.date("!%a, %d %b %Y %H:%M:%S GMT") .. "\r\n"
+        date_until = now - now % 1000 + 1000
+    end
+    return date_line
+end
+
+-- Lower-case header names, cached: the same few names come every request.
+local lc_cache = setmetatable({}, { __mode = "k" })
+local lc_count = 0
+local function lc(name)
+    local l = lc_cache[name]
+    if l == nil then
+        l = lower(name)
+        if lc_count < 1000 then
+            lc_cache[name] = l
+            lc_count = lc_count + 1
+        end
+    end
+    return l
+end
+
+local SOURCE = debug.getinfo(1, "S").source
+local function raise(msg)
+    errors.raise_outside(SOURCE, msg)
+end
+
+local function http_error(message, code, status)
+    local e = errors.new(message, code)
+    e.status = status
+    return e
+end
+
+-------------------------------------------------------------------------------
+-- Query strings
+-------------------------------------------------------------------------------
+
+local function unescape(s)
+    if find(s, "%", 1, true) == nil and find(s, "+", 1, true) == nil then return s end
+    s = gsub(s, "+", " ")
+    return (gsub(s, "%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
+end
+
+-- "a=1&b=2&a=3" -> { a = {"1", "3"}, b = "2" }, as Node's querystring.
+local function parse_query(qs)
+    local t = {}
+    if qs == "" then return t end
+    local pos, len = 1, #qs
+    while pos <= len do
+        local amp = find(qs, "&", pos, true) or len + 1
+        local pair = sub(qs, pos, amp - 1)
+        if pair ~= "" then
+            local eq = find(pair, "=", 1, true)
+            local k, v
+            if eq then
+                k, v = unescape(sub(pair, 1, eq - 1)), unescape(sub(pair, eq + 1))
+            else
+                k, v = unescape(pair), ""
+            end
+            local old = t[k]
+            if old == nil then
+                t[k] = v
+            elseif type(old) == "table" then
+                old[#old + 1] = v
+            else
+                t[k] = { old, v }
+            end
+        end
+        pos = amp + 1
+    end
+    return t
+end
+http._parse_query = parse_query
+
+-------------------------------------------------------------------------------
+-- Handler coroutines: a free list of workers, each running one handler
+-- after another. A worker whose handler suspends is busy until it ends.
+-------------------------------------------------------------------------------
+
+local free, free_n = {}, 0
+local FREE_MAX = 256
+
+local handler_failed -- (req, res, err)
+
+local function on_handler_error(e)
+    return traceback(type(e) == "string" and e or tostring(e), 2)
+end
+
+local function worker()
+    local co = co_running()
+    while free_n < FREE_MAX do
+        free_n = free_n + 1
+        free[free_n] = co
+        local fn, req, res, extra = co_yield()
+        local ok, err = xpcall(fn, on_handler_error, req, res, extra)
+        if not ok then handler_failed(req, res, err) end
+    end
+end
+
+-- Runs fn(req, res, extra) in a worker coroutine.
+local function run(fn, req, res, extra)
+    if free_n == 0 then loop.spawn(worker) end
+    local co = free[free_n]
+    free[free_n] = nil
+    free_n = free_n - 1
+    local ok, err = co_resume(co, fn, req, res, extra)
+    if not ok then
+        loop.on_error(err)
+        error(err, 0)
+    end
+end
+
+-------------------------------------------------------------------------------
+-- IncomingMessage
+-------------------------------------------------------------------------------
+
+local Readable = stream.Readable
+local IncomingMessage = Readable:extend("IncomingMessage")
+http.IncomingMessage = IncomingMessage
+
+local function new_request(server, c, method, url, minor, headers, raw, has_body)
+    local q = find(url, "?", 1, true)
+    local path, query
+    if q then
+        path, query = sub(url, 1, q - 1), parse_query(sub(url, q + 1))
+    else
+        path, query = url, {}
+    end
+    return setmetatable({
+        method = method,
+        url = url,
+        path = path,
+        query = query,
+        httpVersion = minor == 1 and "1.1" or "1.0",
+        httpVersionMajor = 1,
+        httpVersionMinor = minor,
+        headers = headers,
+        complete = not has_body,
+        aborted = false,
+        upgrade = false,
+        _c = c,
+        _raw = raw,
+        _server = server,
+        _res = false,
+        _hasBody = has_body,
+        _chunks = false,   -- body chunks kept for req:body()
+        _blen = 0,
+        _limit = false,
+        _tooLarge = false,
+        _waiter = false,   -- the continuation of a req:body() waiting
+        _paused = false,   -- reading stopped for backpressure
+        _err = false,
+        _readableState = false,
+        _writableState = false,
+    }, IncomingMessage)
+end
+
+local function make_raw_headers(raw)
+    local list, n = {}, 0
+    local pos, len = 1, #raw
+    while pos <= len do
+        local e = find(raw, "\r\n", pos, true) or len + 1
+        local colon = find(raw, ":", pos, true)
+        if colon and colon < e then
+            local v = sub(raw, colon + 1, e - 1)
+            v = gsub(gsub(v, "^[ \t]+", ""), "[ \t]+$", "")
+            list[n + 1], list[n + 2] = sub(raw, pos, colon - 1), v
+            n = n + 2
+        end
+        pos = e + 2
+    end
+    return list
+end
+
+local function make_socket(c)
+    local ud = c and core.http_socket(c)
+    if not ud then return nil end
+    return net.Socket:new { handle = ud, kind = "tcp" }
+end
+
+local im_methods = IncomingMessage
+-- Fields made on first use: rawHeaders, socket, trailers.
+IncomingMessage.__index = function(self, k)
+    local m = im_methods[k]
+    if m ~= nil then return m end
+    if k == "rawHeaders" then
+        local v = make_raw_headers(rawget(self, "_raw") or "")
+        rawset(self, k, v)
+        return v
+    elseif k == "socket" or k == "connection" then
+        local v = make_socket(rawget(self, "_c"))
+        rawset(self, "socket", v)
+        return v
+    elseif k == "trailers" then
+        return {}
+    end
+    return nil
+end
+
+-- The Readable machinery, made when a stream method is first used; what
+-- req:body() kept so far goes in first.
+local function ensure_stream(self)
+    if self._readableState then return end
+    Readable.initialize(self, { highWaterMark = 65536 })
+    local chunks = self._chunks
+    if chunks then
+        for i = 1, #chunks do Readable.push(self, chunks[i]) end
+        self._chunks = false
+    end
+    if not self._hasBody or self.complete then Readable.push(self, nil) end
+end
+
+function IncomingMessage:_read()
+    local c = self._c
+    if self._paused and c then
+        self._paused = false
+        C.luvd_http_reading(c, 1)
+    end
+end
+
+for _, name in ipairs { "on", "addListener", "once", "prependListener",
+        "prependOnceListener", "read", "pipe", "unpipe", "pause", "resume", "isPaused",
+        "setEncoding", "iter", "unshift", "destroy" } do
+    local orig = Readable[name]
+    IncomingMessage[name] = function(self, ...)
+        ensure_stream(self)
+        return orig(self, ...)
+    end
+end
+
+-- req:body([limit]) -> the whole body, or nil and an error. Inside the
+-- handler's coroutine (or any luvd coroutine).
+function IncomingMessage:body(limit)
+    if limit ~= nil and type(limit) ~= "number" then
+        raise("req:body: bad argument #1 'limit' (number expected, got " .. type(limit) .. ")")
+    end
+    if not self._hasBody then return "" end
+    limit = limit or self._server.maxBodySize
+    if not limit or limit <= 0 then limit = huge end
+    if self._readableState then
+        local parts, n, size = {}, 0, 0
+        for chunk in self:iter() do
+            size = size + #chunk
+            if size > limit then
+                return nil, http_error("request body larger than " .. limit .. " bytes",
+                    "ERR_HTTP_BODY_TOO_LARGE", 413)
+            end
+            n = n + 1
+            parts[n] = chunk
+        end
+        return concat(parts, "", 1, n)
+    end
+    self._limit = limit
+    if self._blen > limit then self._tooLarge = true end
+    if not self.complete and not self._err and not self._tooLarge then
+        local k = loop.continuation("req:body")
+        self._waiter = k
+        if self._paused and self._c then
+            self._paused = false
+            C.luvd_http_reading(self._c, 1)
+        end
+        loop.wait(k)
+    end
+    if self._tooLarge then
+        return nil, http_error("request body larger than " .. limit .. " bytes",
+            "ERR_HTTP_BODY_TOO_LARGE", 413)
+    end
+    if self._err then return nil, self._err end
+    local chunks = self._chunks
+    if not chunks then return "" end
+    return concat(chunks)
+end
+
+local function wake_body(req)
+    local k = req._waiter
+    if k then
+        req._waiter = false
+        k()
+    end
+end
+
+local function on_body(req, chunk)
+    if req._readableState then
+        if not Readable.push(req, chunk) and req._c then
+            req._paused = true
+            C.luvd_http_reading(req._c, 0)
+        end
+        return
+    end
+    if req._tooLarge then return end
+    local blen = req._blen + #chunk
+    req._blen = blen
+    if req._limit and blen > req._limit then
+        req._tooLarge = true
+        req._chunks = false
+        return wake_body(req)
+    end
+    local chunks = req._chunks
+    if not chunks then
+        chunks = {}
+        req._chunks = chunks
+    end
+    chunks[#chunks + 1] = chunk
+    if not req._waiter and blen > 65536 and not req._paused and req._c then
+        req._paused = true
+        C.luvd_http_reading(req._c, 0)
+    end
+end
+
+local function on_body_end(req)
+    req.complete = true
+    if req._readableState then
+        Readable.push(req, nil)
+    else
+        wake_body(req)
+    end
+end
+
+-------------------------------------------------------------------------------
+-- ServerResponse
+-------------------------------------------------------------------------------
+
+local Writable = stream.Writable
+local ServerResponse = Writable:extend("ServerResponse")
+http.ServerResponse = ServerResponse
+
+local function new_response(server, c, req, keep, minor, head_only)
+    return setmetatable({
+        statusCode = 200,
+        statusMessage = false,
+        sendDate = true,
+        headersSent = false,
+        finished = false,
+        writableEnded = false,
+        writableFinished = false,
+        req = req,
+        _c = c,
+        _server = server,
+        _keep = keep,
+        _minor = minor,
+        _headOnly = head_only,
+        _chunked = false,
+        _noBody = false,
+        _wroteHead = false,
+        _hn = 0,           -- headers: names, lower names, values in order
+        _hk = false,
+        _hl = false,
+        _hv = false,
+        _hasCL = false,
+        _hasTE = false,
+        _hasDate = false,
+        _hasConn = false,
+        _trailers = false,
+        _active = false,   -- registered in the server's active table
+        _writableState = false,
+        _readableState = false,
+    }, ServerResponse)
+end
+
+local function check_value(fname, name, value)
+    local t = type(value)
+    if t == "number" then return tostring(value) end
+    if t == "string" then
+        if find(value, "\r", 1, true) or find(value, "\n", 1, true) then
+            raise(fname .. ": invalid character in header '" .. name .. "' (ERR_INVALID_CHAR)")
+        end
+        return value
+    end
+    if t == "table" then
+        local out = {}
+        for i = 1, #value do out[i] = check_value(fname, name, value[i]) end
+        return out
+    end
+    raise(("%s: bad argument #2 'value' (string, number or list expected, got %s)"):format(
+        fname, t))
+end
+
+local function check_name(fname, name)
+    if type(name) ~= "string" or name == "" or find(name, "[^%w!#$%%&'*+%-.^_`|~]") then
+        raise(("%s: bad argument #1 'name' (a header name expected, got %s)"):format(
+            fname, type(name) == "string" and ("'" .. name .. "'") or type(name)))
+    end
+end
+
+local function header_flags(self, l, on)
+    if l == "content-length" then
+        self._hasCL = on
+    elseif l == "transfer-encoding" then
+        self._hasTE = on
+    elseif l == "date" then
+        self._hasDate = on
+    elseif l == "connection" then
+        self._hasConn = on
+    end
+end
+
+local function find_header(self, l)
+    local hl = self._hl
+    if not hl then return nil end
+    for i = 1, self._hn do
+        if hl[i] == l then return i end
+    end
+    return nil
+end
+
+function ServerResponse:setHeader(name, value)
+    if self.headersSent then
+        raise("res:setHeader: cannot set headers after they are sent (ERR_HTTP_HEADERS_SENT)")
+    end
+    check_name("res:setHeader", name)
+    value = check_value("res:setHeader", name, value)
+    local l = lc(name)
+    local i = find_header(self, l)
+    if i then
+        self._hk[i], self._hv[i] = name, value
+    else
+        local n = self._hn + 1
+        if n == 1 then
+            self._hk, self._hl, self._hv = { name }, { l }, { value }
+        else
+            self._hk[n], self._hl[n], self._hv[n] = name, l, value
+        end
+        self._hn = n
+        header_flags(self, l, true)
+    end
+    return self
+end
+
+function ServerResponse:getHeader(name)
+    if type(name) ~= "string" then return nil end
+    local i = find_header(self, lc(name))
+    return i and self._hv[i] or nil
+end
+
+function ServerResponse:hasHeader(name)
+    return type(name) == "string" and find_header(self, lc(name)) ~= nil
+end
+
+function ServerResponse:removeHeader(name)
+    if self.headersSent then
+        raise("res:removeHeader: cannot remove headers after they are sent (ERR_HTTP_HEADERS_SENT)")
+    end
+    if type(name) ~= "string" then return end
+    local l = lc(name)
+    local i = find_header(self, l)
+    if not i then return end
+    local hk, hl, hv, n = self._hk, self._hl, self._hv, self._hn
+    for j = i, n - 1 do
+        hk[j], hl[j], hv[j] = hk[j + 1], hl[j + 1], hv[j + 1]
+    end
+    hk[n], hl[n], hv[n] = nil, nil, nil
+    self._hn = n - 1
+    header_flags(self, l, false)
+end
+
+function ServerResponse:getHeaderNames()
+    local t = {}
+    for i = 1, self._hn do t[i] = self._hl[i] end
+    return t
+end
+
+function ServerResponse:getHeaders()
+    local t = {}
+    for i = 1, self._hn do t[self._hl[i]] = self._hv[i] end
+    return t
+end
+
+-- writeHead(status[, message][, headers]): headers a table of name ->
+-- value, or a flat list {name, value, ...}. The head goes out with the first
+-- write or finish (so finish can still say Content-Length).
+function ServerResponse:writeHead(status, message, headers)
+    if self._wroteHead or self.headersSent then
+        raise("res:writeHead: cannot write headers after they are sent (ERR_HTTP_HEADERS_SENT)")
+    end
+    status = tonumber(status)
+    if not status or status < 100 or status > 999 or status ~= floor(status) then
+        raise("res:writeHead: bad argument #1 'status' (invalid status code: "
+            .. tostring(status) .. ") (ERR_HTTP_INVALID_STATUS_CODE)")
+    end
+    if type(message) == "table" then message, headers = nil, message end
+    if message ~= nil then
+        if type(message) ~= "string" or find(message, "[\r\n]") then
+            raise("res:writeHead: bad argument #2 'message' (a status message expected)")
+        end
+        self.statusMessage = message
+    end
+    self.statusCode = status
+    if headers then
+        if headers[1] ~= nil then
+            for i = 1, #headers, 2 do self:setHeader(headers[i], headers[i + 1]) end
+        else
+            for k, v in pairs(headers) do self:setHeader(k, v) end
+        end
+    end
+    self._wroteHead = true
+    return self
+end
+
+local hbuf = sbuffer.new(1024)
+local EMPTY = ""
+
+-- Builds the head into hbuf; sets _chunked; returns keep-alive.
+local function build_head(self, body_len)
+    local status = self.statusCode
+    local b = hbuf
+    b:reset()
+    b:put(status_line(status, self.statusMessage or nil))
+    local hk, hv = self._hk, self._hv
+    for i = 1, self._hn do
+        local v = hv[i]
+        if type(v) == "table" then
+            for j = 1, #v do b:put(hk[i], ": ", v[j], "\r\n") end
+        else
+            b:put(hk[i], ": ", v, "\r\n")
+        end
+    end
+    if self.sendDate and not self._hasDate then b:put(date_header()) end
+    local keep = self._keep
+    local server = self._server
+    if server._closing then keep = false end
+    local no_body = status == 204 or status == 304 or status < 200
+    self._noBody = no_body
+    if not no_body and not self._hasCL and not self._hasTE then
+        if body_len then
+            b:put("Content-Length: ", body_len, "\r\n")
+        elseif self._minor == 1 then
+            b:put("Transfer-Encoding: chunked\r\n")
+            self._chunked = true
+        else
+            keep = false -- HTTP/1.0: the end of the body is the close
+        end
+    elseif self._hasTE then
+        local i = find_header(self, "transfer-encoding")
+        local v = self._hv[i]
+        self._chunked = type(v) == "string" and find(lower(v), "chunked", 1, true) ~= nil
+        if not self._chunked then keep = false end
+    end
+    if self._hasConn then
+        local v = self._hv[find_header(self, "connection")]
+        if type(v) == "string" and find(lower(v), "close", 1, true) then keep = false end
+    elseif keep then
+        b:put("Connection: keep-alive\r\n", server._keepAliveLine)
+    else
+        b:put("Connection: close\r\n")
+    end
+    b:put("\r\n")
+    self.headersSent = true
+    self._keep = keep
+    return keep
+end
+
+local function emit_finish(self)
+    self.writableFinished = true
+    self:emit("finish")
+    self:emit("close")
+end
+
+local function done(self)
+    local c = self._c
+    self._c = false
+    self.req._c = false
+    if self._active then
+        self._active = false
+        self._server._active[c] = nil
+    end
+    if rawget(self, "_events") then
+        next_tick(emit_finish, self)
+    else
+        self.writableFinished = true
+    end
+end
+
+-- finish([chunk][, cb]): Content-Length when the head was not sent yet.
+function ServerResponse:finish(chunk, enc, cb)
+    if type(chunk) == "function" then chunk, cb = nil, chunk
+    elseif type(enc) == "function" then cb = enc end
+    if self.finished then
+        if cb then next_tick(cb) end
+        return self
+    end
+    if chunk == nil then
+        chunk = EMPTY
+    elseif type(chunk) ~= "string" then
+        if type(chunk) == "number" then
+            chunk = tostring(chunk)
+        else
+            raise("res:finish: bad argument #1 'chunk' (string expected, got "
+                .. type(chunk) .. ")")
+        end
+    end
+    self.finished = true
+    self.writableEnded = true
+    local c = self._c
+    if cb then self:once("finish", cb) end
+    if not c then return self end
+    local len = #chunk
+    local body_len = len
+    if self._headOnly then len = 0 end
+    if not self.headersSent then
+        local keep = build_head(self, body_len)
+        if self._noBody then len = 0 end
+        local p, n = hbuf:ref()
+        C.luvd_http_send(c, p, n, chunk, len, keep and SF_END or SF_END + SF_CLOSE)
+    elseif self._chunked then
+        local t = self._trailers or EMPTY
+        C.luvd_http_send(c, t, #t, chunk, len, SF_END + SF_CHUNKED)
+    else
+        C.luvd_http_send(c, nil, 0, chunk, len, self._keep and SF_END or SF_END + SF_CLOSE)
+    end
+    done(self)
+    return self
+end
+ServerResponse["end"] = ServerResponse.finish
+
+-- write(chunk[, cb]) -> false when the output is over its mark ("drain").
+function ServerResponse:write(chunk, enc, cb)
+    if type(enc) == "function" then cb = enc end
+    if self.finished then
+        raise("res:write: write after end (ERR_STREAM_WRITE_AFTER_END)")
+    end
+    if type(chunk) ~= "string" then
+        if type(chunk) == "number" then
+            chunk = tostring(chunk)
+        else
+            raise("res:write: bad argument #1 'chunk' (string expected, got "
+                .. type(chunk) .. ")")
+        end
+    end
+    local c = self._c
+    if not c then
+        if cb then next_tick(cb, http_error("socket closed", "ERR_STREAM_DESTROYED")) end
+        return false
+    end
+    local len = #chunk
+    if self._headOnly then len = 0 end
+    local rc
+    if not self.headersSent then
+        build_head(self, nil)
+        if self._noBody then len = 0 end
+        local p, n = hbuf:ref()
+        rc = C.luvd_http_send(c, p, n, chunk, len, self._chunked and SF_CHUNKED or 0)
+    else
+        rc = C.luvd_http_send(c, nil, 0, chunk, len, self._chunked and SF_CHUNKED or 0)
+    end
+    if cb then next_tick(cb) end
+    if rc == 1 then
+        if not self._active then
+            self._active = true
+            self._server._active[c] = self.req
+        end
+        self.writableNeedDrain = true
+        return false
+    end
+    return rc == 0
+end
+
+function ServerResponse:flushHeaders()
+    if self.headersSent or not self._c then return end
+    build_head(self, nil)
+    local p, n = hbuf:ref()
+    C.luvd_http_send(self._c, p, n, nil, 0, 0)
+end
+
+function ServerResponse:writeContinue()
+    -- luvd answers Expect: 100-continue itself
+end
+
+function ServerResponse:addTrailers(t)
+    local b = sbuffer.new()
+    for k, v in pairs(t) do
+        check_name("res:addTrailers", k)
+        b:put(k, ": ", check_value("res:addTrailers", k, v), "\r\n")
+    end
+    self._trailers = (self._trailers or "") .. b:tostring()
+end
+
+function ServerResponse:destroy()
+    local c = self._c
+    if c then
+        self._c = false
+        self.req._c = false
+        if self._active then
+            self._active = false
+            self._server._active[c] = nil
+        end
+        C.luvd_http_abort(c)
+        next_tick(function() self:emit("close") end)
+    end
+    return self
+end
+
+function ServerResponse:cork() end
+function ServerResponse:uncork() end
+function ServerResponse:setTimeout() return self end
+
+ServerResponse.__index = function(self, k)
+    local m = ServerResponse[k]
+    if m ~= nil then return m end
+    if k == "socket" or k == "connection" then
+        local v = make_socket(rawget(self, "_c"))
+        rawset(self, "socket", v)
+        return v
+    end
+    return nil
+end
+
+-------------------------------------------------------------------------------
+-- Errors in handlers
+-------------------------------------------------------------------------------
+
+local function log_error(msg)
+    core.write(2, "luvd: error in an HTTP request handler: " .. tostring(msg) .. "\n")
+end
+
+handler_failed = function(_, res, err)
+    log_error(err)
+    if not res or res.finished or not res._c then return end
+    if res.headersSent then
+        res:destroy()
+        return
+    end
+    res._hn, res._hk, res._hl, res._hv = 0, false, false, false
+    res._hasCL, res._hasTE, res._hasDate, res._hasConn = false, false, false, false
+    res.statusCode = 500
+    res.statusMessage = false
+    res._keep = false
+    res:setHeader("Content-Type", "text/plain")
+    res:finish("Internal Server Error\n")
+end
+
+-------------------------------------------------------------------------------
+-- Server
+-------------------------------------------------------------------------------
+
+local Server = net.Server:extend("Server")
+http.Server = Server
+
+local function number_opt(fname, opts, name, default)
+    local v = opts[name]
+    if v == nil then return default end
+    if type(v) ~= "number" or v < 0 then
+        raise(("%s: bad option '%s' (a number >= 0 expected, got %s)"):format(
+            fname, name, tostring(v)))
+    end
+    return v
+end
+
+function Server:initialize(opts, handler)
+    if type(opts) == "function" and handler == nil then opts, handler = nil, opts end
+    if opts ~= nil and type(opts) ~= "table" then
+        raise("http.createServer: bad argument #1 'options' (table expected, got "
+            .. type(opts) .. ")")
+    end
+    if handler ~= nil and type(handler) ~= "function" then
+        raise("http.createServer: bad argument #2 'handler' (function expected, got "
+            .. type(handler) .. ")")
+    end
+    opts = opts or {}
+    net.Server.initialize(self, { highWaterMark = opts.highWaterMark })
+    local f = "http.createServer"
+    self.maxHeaderSize = number_opt(f, opts, "maxHeaderSize", 16384)
+    self.maxBodySize = number_opt(f, opts, "maxBodySize", 0)
+    self.headersTimeout = number_opt(f, opts, "headersTimeout", 60000)
+    self.requestTimeout = number_opt(f, opts, "requestTimeout", 300000)
+    self.keepAliveTimeout = number_opt(f, opts, "keepAliveTimeout", 5000)
+    self.maxRequestsPerSocket = number_opt(f, opts, "maxRequestsPerSocket", 0)
+    self._handler = handler or false
+    self._srv = false
+    self._closing = false
+    self._closeEmitted = false
+    self._active = {}
+    self._keepAliveLine = ""
+    self._both = false
+end
+
+function http.createServer(opts, handler)
+    return Server:new(opts, handler)
+end
+
+local on_event
+
+function Server:_listenHandle(h, backlog)
+    if not self._srv then
+        local server = self
+        self._srv = core.http_server_new(function(ev, c, a, b, d, e, f, g, i)
+            on_event(server, ev, c, a, b, d, e, f, g, i)
+        end, {
+            maxHeaderSize = self.maxHeaderSize,
+            maxBodySize = self.maxBodySize,
+            headersTimeout = self.headersTimeout,
+            requestTimeout = self.requestTimeout,
+            keepAliveTimeout = self.keepAliveTimeout,
+            maxRequestsPerSocket = self.maxRequestsPerSocket,
+        })
+        local kat = self.keepAliveTimeout
+        self._keepAliveLine = kat > 0 and ("Keep-Alive: timeout=" .. floor(kat / 1000) .. "\r\n")
+            or ""
+    end
+    return core.http_listen(self._srv, h, backlog)
+end
+
+function Server:close(cb)
+    if self._srv and not self._closing then
+        self._closing = true
+        core.http_close(self._srv)
+    end
+    return net.Server.close(self, cb)
+end
+
+local function emit_close(self)
+    self:emit("close")
+end
+
+function Server:_emitCloseIfDrained()
+    if self._handle or self._closeEmitted then return end
+    if self._srv and core.http_connections(self._srv) > 0 then return end
+    self._closeEmitted = true
+    next_tick(emit_close, self)
+end
+
+function Server:getConnections(cb)
+    local n = self._srv and core.http_connections(self._srv) or 0
+    if cb ~= nil then next_tick(cb, nil, n) end
+    return n
+end
+
+-- Both the createServer handler and "request" listeners.
+local function handler_and_listeners(req, res, server)
+    server._handler(req, res)
+    server:emit("request", req, res)
+end
+
+local function emit_request(req, res, server) -- luacheck: ignore 212
+    server:emit("request", req, res)
+end
+
+local function emit_upgrade(req, socket, args) -- luacheck: ignore 212
+    args[1]:emit(args[2], req, socket, args[3])
+end
+
+local function on_head(self, c, method, url, minor, headers, raw, flags, uphead)
+    local has_body = flags % 4 >= HF_BODY
+    local req = new_request(self, c, method, url, minor, headers, raw, has_body)
+    local events = rawget(self, "_events")
+    if flags % 8 >= HF_UPGRADE then
+        local name = method == "CONNECT" and "connect" or "upgrade"
+        if name == "connect" and not (events and events.connect) then
+            C.luvd_http_abort(c) -- as Node: CONNECT without a listener closes
+            return
+        end
+        if events and events[name] then
+            req.upgrade = true
+            local ud = core.http_detach(c)
+            req._c = false
+            if not ud then return end
+            local socket = net.Socket:new { handle = ud, kind = "tcp" }
+            rawset(req, "socket", socket)
+            run(emit_upgrade, req, socket, { self, name, uphead or "" })
+            return
+        end
+    end
+    local keep = flags % 2 == HF_KEEPALIVE and flags < HF_CLOSING
+    local res = new_response(self, c, req, keep, minor, method == "HEAD")
+    req._res = res
+    if has_body then
+        res._active = true
+        self._active[c] = req
+    end
+    local handler = self._handler
+    local listeners = events and events.request
+    if handler and not listeners then
+        run(handler, req, res, self)
+    elseif handler then
+        run(handler_and_listeners, req, res, self)
+    elseif listeners then
+        run(emit_request, req, res, self)
+    else
+        res.statusCode = 404
+        res:finish()
+        return
+    end
+    if not res.finished and not res._active then
+        res._active = true
+        self._active[c] = req
+    end
+end
+
+local function on_close(self, c)
+    local req = self._active[c]
+    if not req then return end
+    self._active[c] = nil
+    local res = req._res
+    req._c = false
+    req.aborted = not req.complete
+    if res then
+        res._c = false
+        res._active = false
+    end
+    if not req.complete then
+        local err = http_error("aborted", "ECONNRESET")
+        req._err = err
+        if req._readableState then
+            req:emit("aborted")
+            Readable.destroy(req, err)
+        else
+            wake_body(req)
+        end
+    end
+    if res and not res.finished then
+        res:emit("close")
+    end
+end
+
+on_event = function(self, ev, c, a, b, d, e, f, g, h)
+    if ev == EV_HEAD then
+        on_head(self, c, a, b, d, e, f, g, h)
+    elseif ev == EV_BODY then
+        local req = self._active[c]
+        if req then on_body(req, a) end
+    elseif ev == EV_END then
+        local req = self._active[c]
+        if req then
+            on_body_end(req)
+            if req._res and req._res.finished then self._active[c] = nil end
+        end
+    elseif ev == EV_DRAIN then
+        local req = self._active[c]
+        local res = req and req._res
+        if res then
+            res.writableNeedDrain = false
+            if res.finished then self._active[c] = nil end
+            res:emit("drain")
+        end
+    elseif ev == EV_CLOSE then
+        on_close(self, c)
+    elseif ev == EV_DRAINED then
+        self:_emitCloseIfDrained()
+    elseif ev == EV_CLIENT_ERR then
+        local events = rawget(self, "_events")
+        if events and events.clientError then
+            local err = http_error(b, "ERR_HTTP_CLIENT_ERROR", a)
+            self:emit("clientError", err)
+        end
+    end
+end
 
 setmetatable(http, {
     __index = function(_, k)

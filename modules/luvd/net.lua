@@ -990,6 +990,12 @@ function net.createServer(opts, listener)
     return Server:new(opts, listener)
 end
 
+-- Starts accepting on a bound handle; a subclass (http.Server) may accept
+-- in C instead. Returns 0 or an error code.
+function Server:_listenHandle(h, backlog)
+    return core.stream_listen(h, backlog)
+end
+
 local function emit_listening(self)
     if self._handle then self:emit("listening") end
 end
@@ -1035,7 +1041,7 @@ local function listen_tcp(self, host, port, backlog, ipv6only)
             return listen_failed(self, h, uv_host_port_error(rc, "listen", host, port))
         end
     end
-    rc = core.stream_listen(h, backlog)
+    rc = self:_listenHandle(h, backlog)
     if rc ~= 0 then return listen_failed(self, h, uv_host_port_error(rc, "listen", host, port)) end
     listen_started(self, h, "tcp")
 end
@@ -1044,7 +1050,7 @@ local function listen_pipe(self, path, backlog, opts)
     local h, rc = core.pipe_new(false)
     if not h then return listen_failed(self, nil, uv_host_port_error(rc, "listen", path)) end
     rc = core.pipe_bind(h, path)
-    if rc == 0 then rc = core.stream_listen(h, backlog) end
+    if rc == 0 then rc = self:_listenHandle(h, backlog) end
     if rc ~= 0 then return listen_failed(self, h, uv_host_port_error(rc, "listen", path)) end
     if opts and (opts.readableAll or opts.writableAll) then
         core.pipe_chmod(h, opts.readableAll, opts.writableAll)

@@ -352,6 +352,39 @@ int luvd__stream_push_opened(lua_State *L, luvd_stream_t *s, int rc)
     return 1;
 }
 
+luvd_stream_t *luvd__stream_alloc(lua_State *L, size_t size, int kind)
+{
+    luvd_stream_t *s = calloc(1, size < sizeof *s ? sizeof *s : size);
+    if (!s)
+        return NULL;
+    s->rt = luvd__runtime_get(L);
+    s->ctx = ctx_get(L);
+    s->ops = &luvd__uv_stream_ops;
+    s->kind = kind;
+    s->self_ref = s->owner_ref = LUA_NOREF;
+    s->flags = LUVD_SF_GC; /* nothing to collect: the close callback frees */
+    return s;
+}
+
+void luvd__stream_push(lua_State *L, luvd_stream_t *s)
+{
+    luvd_stream_t **ud = lua_newuserdata(L, sizeof *ud);
+    *ud = s;
+    luaL_getmetatable(L, STREAM_MT);
+    lua_setmetatable(L, -2);
+    s->flags &= ~LUVD_SF_GC;
+    if (!(s->flags & LUVD_SF_CLOSED) && s->self_ref == LUA_NOREF) {
+        lua_pushvalue(L, -1);
+        s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+}
+
+char *luvd__stream_slab(luvd_stream_t *s, size_t *len)
+{
+    *len = SLAB_SIZE;
+    return s->ctx->slab;
+}
+
 luvd_stream_t *luvd__stream_check(lua_State *L, int idx)
 {
     luvd_stream_t **ud = luaL_checkudata(L, idx, STREAM_MT);
@@ -459,6 +492,8 @@ int luvd_stream_shutdown(luvd_stream_t *s)
         return UV_EBADF;
     if (s->flags & LUVD_SF_SHUTTING)
         return UV_EALREADY;
+    if (s->flags & LUVD_SF_CONNECTING) /* shutdown_req shares connect_req's memory */
+        return UV_ENOTCONN;
     rc = s->ops->shutdown(s);
     if (rc == 0)
         s->flags |= LUVD_SF_SHUTTING;
