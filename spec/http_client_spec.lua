@@ -348,6 +348,21 @@ describe_node("http client against node", function()
             agent:destroy()
         end)
 
+        it("sends a GET again when its reused connection closes unanswered", function()
+            local agent = http.Agent:new { keepAlive = true }
+            for _ = 1, 5 do
+                local res = assert(http.fetch(base .. "/end-after", { agent = agent }))
+                -- at once: the request waits for that connection, which
+                -- the server is closing (the keep-alive race)
+                local req = http.get(base .. "/socket", { agent = agent })
+                local res2 = assert(response_of(req))
+                assert.equal(200, res2.statusCode)
+                assert.is_string(body_of(res2))
+                assert.equal("ok", res:text())
+            end
+            agent:destroy()
+        end)
+
         it("follows the server's Keep-Alive timeout hint", function()
             local agent = http.Agent:new { keepAlive = true }
             local res = assert(http.fetch(base .. "/keepalive-hint", { agent = agent }))
@@ -764,5 +779,112 @@ describe_node("https client against node", function()
     it("fetch from luvd.http follows the https scheme", function()
         local res = assert(http.fetch(base .. "/hello", { ca = c.ca.cert }))
         assert.equal("hello", res:text())
+    end)
+end)
+
+describe("http client against the luvd server", function()
+    local server, base, name
+
+    -- An agent that counts the connections it opens (its createConnection
+    -- seam, which luvd.https uses for TLS).
+    local function counting_agent(opts)
+        local agent = http.Agent:new(opts)
+        agent.created = 0
+        function agent:createConnection(o)
+            self.created = self.created + 1
+            return http.Agent.createConnection(self, o)
+        end
+        return agent
+    end
+
+    setup(function()
+        server = http.createServer(function(req, res)
+            local path = req.path
+            if path == "/echo" then
+                local body = req:body()
+                res:setHeader("Content-Type", "text/plain")
+                res:setHeader("X-Method", req.method)
+                res:setHeader("X-TE", req.headers["transfer-encoding"] or "")
+                res:finish(body)
+            elseif path == "/stream" then
+                -- no length: chunked
+                for i = 1, 64 do res:write(string.rep(string.char(65 + i % 26), 16384)) end
+                res:finish()
+            elseif path == "/empty" then
+                res.statusCode = 204
+                res:finish()
+            else
+                res:finish("luvd " .. path)
+            end
+        end)
+        local k = loop.continuation("listen")
+        server:listen(0, "127.0.0.1", k)
+        loop.wait(k)
+        base = "http://127.0.0.1:" .. server:address().port
+        name = "127.0.0.1:" .. server:address().port .. ":"
+    end)
+
+    teardown(function()
+        local k = loop.continuation("close")
+        server:close(k)
+        http.globalAgent:destroy()
+        loop.wait(k)
+    end)
+
+    it("reuses one keep-alive connection", function()
+        local agent = counting_agent { keepAlive = true }
+        for i = 1, 5 do
+            local res = assert(http.fetch(base .. "/n" .. i, { agent = agent }))
+            assert.equal("luvd /n" .. i, res:text())
+        end
+        assert.equal(1, agent.created)
+        agent:destroy()
+    end)
+
+    it("uploads chunked and whole bodies, HEAD and 204", function()
+        local req = http.request(base .. "/echo", { method = "POST" })
+        req:write("abc")
+        req:write("def")
+        req:finish()
+        local res = assert(response_of(req))
+        assert.equal("abcdef", body_of(res))
+        assert.equal("chunked", res.headers["x-te"])
+        res = assert(http.fetch(base .. "/echo", { method = "PUT", body = "whole" }))
+        assert.equal("whole", res:text())
+        assert.equal("PUT", res.headers["x-method"])
+        res = assert(http.fetch(base .. "/x", { method = "HEAD" }))
+        assert.equal("", res:text())
+        res = assert(http.fetch(base .. "/empty"))
+        assert.equal(204, res.status)
+        assert.equal("", res:text())
+    end)
+
+    it("reads a streamed chunked response of 1 MB", function()
+        local res = assert(http.fetch(base .. "/stream"))
+        local body = res:text()
+        assert.equal(64 * 16384, #body)
+        assert.is_true(body:sub(1, 16384) == string.rep("B", 16384), "first chunk")
+        assert.is_true(body:sub(-16384) == string.rep("M", 16384), "last chunk")
+    end)
+
+    it("runs 40 requests over maxSockets = 4", function()
+        local agent = counting_agent { keepAlive = true, maxSockets = 4 }
+        local n, done = 40, 0
+        local k = loop.continuation("all")
+        for i = 1, n do
+            http.get(base .. "/c" .. i, { agent = agent }, function(res)
+                local parts = {}
+                res:on("data", function(c) parts[#parts + 1] = c end)
+                res:on("end", function()
+                    assert.equal("luvd /c" .. i, table.concat(parts))
+                    done = done + 1
+                    if done == n then k() end
+                end)
+            end)
+        end
+        loop.wait(k)
+        assert.equal(4, agent.created)
+        assert.equal(4, #pooled(agent, name))
+        agent:destroy()
     end)
 end)

@@ -140,6 +140,11 @@ function route(req, res) {
     req.socket.end('HTTP/1.1 2x0 Oops\r\nContent-Length: 0\r\n\r\n');
     return;
   }
+  if (p === '/end-after') {
+    // a keep-alive response, then the server ends the connection at once
+    req.socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    return;
+  }
   if (p === '/bad-header') {
     req.socket.end('HTTP/1.1 200 OK\r\nBad Header: x\r\nContent-Length: 0\r\n\r\n');
     return;
