@@ -245,6 +245,9 @@ describe_node("http client against node", function()
             assert.equal(304, res.status)
             assert.equal("123", res.headers["content-length"])
             assert.equal("", res:text())
+            res = assert(http.fetch(base .. "/hello", { agent = agent, method = "HEAD" }))
+            assert.equal("5", res.headers["content-length"])
+            assert.equal("", res:text())
             -- the connection is still in step: the next response parses
             res = assert(http.fetch(base .. "/hello", { agent = agent }))
             assert.equal("hello", res:text())
@@ -271,6 +274,34 @@ describe_node("http client against node", function()
             assert.equal("a=1; b=2", res.headers.cookie)
             assert.same({ "Content-Type", "text/a", "Content-Type", "text/b", "Cookie", "a=1",
                 "Cookie", "b=2", "Content-Length", "0" }, res.rawHeaders)
+        end)
+
+        it("hands the socket over on a 101 (\"upgrade\")", function()
+            local calls, count = counter()
+            local req = http.request(base .. "/up", {
+                headers = { Connection = "Upgrade", Upgrade = "echo" },
+            })
+            local k = loop.continuation("upgrade")
+            req:on("upgrade", function(res, socket, head)
+                count("upgrade")
+                assert.equal(101, res.statusCode)
+                assert.equal("echo", res.headers.upgrade)
+                k(socket, head)
+            end)
+            req:on("response", function() count("response") end)
+            req:finish()
+            local socket, head = loop.wait(k)
+            local got = head
+            local k2 = loop.continuation("echo")
+            socket:on("data", function(d)
+                got = got .. d
+                if got:find("ping", 1, true) then k2() end
+            end)
+            socket:write("ping")
+            loop.wait(k2)
+            assert.equal("welcome;ping", got)
+            socket:destroy()
+            assert.same({ upgrade = 1 }, calls)
         end)
 
         it("emits \"information\" for a 103 before the response", function()
@@ -469,6 +500,27 @@ describe_node("http client against node", function()
             local echo = res:json()
             assert.equal("PUT", echo.method)
             assert.equal("/echo?q=1", echo.url)
+        end)
+
+        it("drops credentials on a redirect to another origin", function()
+            local other = start_node()
+            local to = "http://127.0.0.1:" .. other.port .. "/echo"
+            local res = assert(http.fetch(base .. "/redirect/302?to=" .. to, {
+                redirect = "follow",
+                headers = { Authorization = "Bearer x", Cookie = "a=1", ["X-Keep"] = "1" },
+            }))
+            local echo = res:json()
+            assert.equal(to, res.url)
+            assert.is_nil(echo.headers.authorization)
+            assert.is_nil(echo.headers.cookie)
+            assert.equal("1", echo.headers["x-keep"])
+            assert.equal("127.0.0.1:" .. other.port, echo.headers.host)
+            stop_node(other)
+            -- the same origin keeps them
+            res = assert(http.fetch(base .. "/redirect/302?to=/echo", {
+                redirect = "follow", headers = { Authorization = "Bearer x" },
+            }))
+            assert.equal("Bearer x", res:json().headers.authorization)
         end)
 
         it("stops after maxRedirects", function()
@@ -738,6 +790,7 @@ describe_node("https client against node", function()
         stop_node(server)
         https.globalAgent:destroy()
         if c then certs.remove(c) end
+        os.execute("rm -rf " .. helper.quote(dir))
     end)
 
     it("fetches over TLS with the spec's CA, offering ALPN http/1.1", function()
@@ -865,6 +918,24 @@ describe("http client against the luvd server", function()
         assert.equal(64 * 16384, #body)
         assert.is_true(body:sub(1, 16384) == string.rep("B", 16384), "first chunk")
         assert.is_true(body:sub(-16384) == string.rep("M", 16384), "last chunk")
+    end)
+
+    it("talks IPv6 to [::1]", function()
+        local s6 = http.createServer(function(req, res) res:finish("v6 " .. req.path) end)
+        local k = loop.continuation("listen6")
+        s6:on("error", function(e) k(e) end)
+        s6:listen(0, "::1", function() k() end)
+        local err = loop.wait(k)
+        if err then return pending("no IPv6 loopback: " .. tostring(err)) end
+        local port = s6:address().port
+        local res = assert(http.fetch("http://[::1]:" .. port .. "/six"))
+        assert.equal("v6 /six", res:text())
+        local req = http.get({ host = "::1", port = port, path = "/x" })
+        assert.equal("v6 /x", body_of(assert(response_of(req))))
+        k = loop.continuation("close6")
+        s6:close(k)
+        http.globalAgent:destroy()
+        loop.wait(k)
     end)
 
     it("runs 40 requests over maxSockets = 4", function()

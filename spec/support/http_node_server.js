@@ -37,6 +37,8 @@ function handler(req, res) {
   }
 }
 
+process.on('uncaughtException', (e) => console.error('uncaught', e));
+
 function route(req, res) {
   requests++;
   const url = new URL(req.url, 'http://x');
@@ -251,6 +253,14 @@ if (tlsAt >= 0) {
   server.on('connection', (s) => { s.__id = ++sockets; });
 }
 server.keepAliveTimeout = 5000;
+// an echo protocol behind "Upgrade: echo"; its greeting rides with the 101
+server.on('upgrade', (req, socket) => {
+  // a request that came on a connection this server already ended
+  if (!socket.writable) return socket.destroy();
+  socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n'
+    + 'Connection: Upgrade\r\n\r\nwelcome;');
+  socket.on('data', (d) => socket.write(d));
+});
 server.listen(port, '127.0.0.1', () => {
   fs.writeFileSync(portFile + '.tmp', String(server.address().port));
   fs.renameSync(portFile + '.tmp', portFile);

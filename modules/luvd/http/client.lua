@@ -1229,6 +1229,8 @@ local REQUEST_KEYS = {
     "certFile", "keyFile", "secureContext",
 }
 
+local function unhex(h) return string.char(tonumber(h, 16)) end
+
 -- scheme: { protocol = "http:", defaultPort = 80, agent = globalAgent }
 local function normalize(fname, scheme, a1, a2, a3)
     local url_opts, opts, cb
@@ -1254,9 +1256,7 @@ local function normalize(fname, scheme, a1, a2, a3)
         o.port = url_opts.port
         o.path = url_opts.path
         if url_opts.auth then
-            o.auth = url_opts.auth:gsub("%%(%x%x)", function(h)
-                return string.char(tonumber(h, 16))
-            end)
+            o.auth = url_opts.auth:gsub("%%(%x%x)", unhex)
         end
     end
     if opts then
