@@ -209,6 +209,24 @@ describe_node("http client against node", function()
             assert.has_error(function() req:setHeader("X-Too-Late", "1") end)
         end)
 
+        it("sends the head first with Expect: 100-continue, the body on \"continue\"", function()
+            local calls, count = counter()
+            local req = http.request(base .. "/echo", { method = "POST", agent = false,
+                headers = { Expect = "100-continue", ["Content-Length"] = 5 } })
+            req:on("continue", function()
+                count("continue")
+                req:finish("hello")
+            end)
+            req:on("information", function(info)
+                count("information")
+                assert.equal(100, info.statusCode)
+            end)
+            local echo = cjson.decode(body_of(assert(response_of(req))))
+            assert.equal("hello", echo.body)
+            assert.equal("100-continue", echo.headers.expect)
+            assert.same({ continue = 1, information = 1 }, calls)
+        end)
+
         it("uploads 4 MB through backpressure", function()
             local req = http.request(base .. "/count-body", { method = "POST" })
             local chunk = string.rep("u", 64 * 1024)
@@ -936,6 +954,31 @@ describe("http client against the luvd server", function()
         s6:close(k)
         http.globalAgent:destroy()
         loop.wait(k)
+    end)
+
+    it("a burst after a response waits for one connection, not for all", function()
+        local agent = counting_agent { keepAlive = true }
+        -- fetch returns with the headers; the whole response came with them,
+        -- and its connection goes back to the pool after the poll phase:
+        -- one request waits for it, the other four open their own
+        local res = assert(http.fetch(base .. "/first", { agent = agent }))
+        local n, done = 5, 0
+        local k = loop.continuation("burst")
+        for i = 1, n do
+            http.get(base .. "/b" .. i, { agent = agent }, function(r)
+                r:resume()
+                r:on("end", function()
+                    done = done + 1
+                    if done == n then k() end
+                end)
+            end)
+        end
+        assert.equal(1 + 4, agent.created)
+        assert.equal(1, #agent.requests[name])
+        loop.wait(k)
+        assert.equal("luvd /first", res:text())
+        assert.equal(5, agent.created)
+        agent:destroy()
     end)
 
     it("runs 40 requests over maxSockets = 4", function()

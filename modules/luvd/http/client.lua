@@ -316,6 +316,7 @@ local function new_conn(agent, name, socket, max_header_size)
         got_bytes = false,   -- the response of this request began
         idle_ms = false,     -- the free-socket timeout the server asked for
         releasing = false,   -- the request whose connection frees next
+        ka_header = false,   -- the last Keep-Alive header seen
         on_data = false, on_end = false, on_close = false, on_error = false,
         on_timeout = false, on_drain = false,
     }, Conn)
@@ -369,7 +370,8 @@ end
 -- before the server would.
 local function keep_alive_hint(conn, headers)
     local ka = headers["keep-alive"]
-    if type(ka) ~= "string" then return end
+    if type(ka) ~= "string" or ka == conn.ka_header then return end
+    conn.ka_header = ka
     local secs = tonumber(match(ka, "timeout%s*=%s*(%d+)"))
     if secs then
         conn.idle_ms = secs > 1 and (secs - 1) * 1000 or false
@@ -718,6 +720,9 @@ local function assign(conn, req, reused)
         socket:write(build_header(req) .. (req._replayBody or ""))
     else
         req:_flushPending()
+        -- "Expect: 100-continue": the head goes now, the body after
+        -- "continue" (as Node)
+        if not req.headersSent and req._headers.expect ~= nil then req:flushHeaders() end
     end
 end
 
@@ -764,7 +769,9 @@ function Agent:addRequest(req, opts)
         end
         list_remove(free, socket)
     end
-    if not self._releasing[name] and count(self.sockets[name]) < self.maxSockets
+    -- one request may wait for each connection about to be free
+    if (self._releasing[name] or 0) <= count(self.requests[name])
+        and count(self.sockets[name]) < self.maxSockets
         and self.totalSocketCount < self.maxTotalSockets then
         return new_connection(self, req, opts, name)
     end
@@ -1186,7 +1193,9 @@ function ClientRequest:_destroy(err, cb)
     cb(err)
     -- after the request's "error", as Node
     local res = self.res
-    if res then next_tick(abort_res, res, req_error(self, "aborted", "ECONNRESET")) end
+    if res and not res.complete and not res.aborted then
+        next_tick(abort_res, res, req_error(self, "aborted", "ECONNRESET"))
+    end
 end
 
 function ClientRequest:abort()
