@@ -1002,3 +1002,127 @@ describe("http client against the luvd server", function()
         agent:destroy()
     end)
 end)
+
+describe("http client against raw responses", function()
+    -- A TCP server that answers each request with RAW[path], written in
+    -- pieces of `step` bytes (1: byte by byte, each its own write after a
+    -- turn of the loop), then closes when the case says so.
+    local RAW = {
+        ["/split"] = { step = 1, data = "HTTP/1.1 201 Created Here\r\nX-Long-Header-Name: "
+            .. "some value\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nTransfer-Encoding: chunked\r\n"
+            .. "Trailer: X-Sum\r\n\r\n5\r\nhello\r\n1;ext=1\r\n,\r\n6\r\n world\r\n0\r\n"
+            .. "X-Sum: 42\r\n\r\n" },
+        ["/bad-chunk"] = { data = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" },
+        ["/bad-length"] = { data = "HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n" },
+        ["/two-lengths"] = { data = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n"
+            .. "Content-Length: 2\r\n\r\nab" },
+        ["/bad-version"] = { data = "HTTP/1.x 200 OK\r\n\r\n" },
+        ["/nul-value"] = { data = "HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 0\r\n\r\n" },
+        ["/not-http"] = { data = "SSH-2.0-OpenSSH_9.6\r\n" },
+        ["/truncated-chunk"] = { close = true,
+            data = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nonly" },
+        ["/truncated-head"] = { close = true, data = "HTTP/1.1 200 OK\r\nContent-Le" },
+        ["/http10"] = { close = true, data = "HTTP/1.0 200 OK\r\nX: y\r\n\r\nold style body" },
+    }
+    local server, port
+
+    setup(function()
+        server = net.createServer(function(socket)
+            socket:setNoDelay(true)
+            local buf = ""
+            socket:on("data", function(d)
+                buf = buf .. d
+                local path = buf:match("^%u+ (%S+) HTTP/1%.1\r\n.-\r\n\r\n")
+                if not path then return end
+                buf = ""
+                local case = RAW[path]
+                local step = case.step or #case.data
+                local i = 1
+                local function more()
+                    if socket.destroyed then return end
+                    if i > #case.data then
+                        if case.close then socket:destroy() end
+                        return
+                    end
+                    socket:write(case.data:sub(i, i + step - 1))
+                    i = i + step
+                    setImmediate(more)
+                end
+                more()
+            end)
+            socket:on("error", function() end)
+        end)
+        local k = loop.continuation("listen")
+        server:listen(0, "127.0.0.1", k)
+        loop.wait(k)
+        port = server:address().port
+    end)
+
+    teardown(function()
+        local k = loop.continuation("close")
+        http.globalAgent:destroy()
+        server:close(k)
+        loop.wait(k)
+    end)
+
+    local function url(path) return "http://127.0.0.1:" .. port .. path end
+
+    it("parses a response that comes byte by byte", function()
+        testing.timeout(20000)
+        local res = assert(http.fetch(url("/split"), { agent = false }))
+        assert.equal(201, res.status)
+        assert.equal("Created Here", res.statusMessage)
+        assert.equal("some value", res.headers["x-long-header-name"])
+        assert.same({ "a=1", "b=2" }, res.headers["set-cookie"])
+        assert.equal("hello, world", res:text())
+        assert.equal("42", res.trailers["x-sum"])
+    end)
+
+    local cases = {
+        { "/bad-chunk", "HPE_INVALID_CHUNK_SIZE" },
+        { "/bad-length", "HPE_INVALID_CONTENT_LENGTH" },
+        { "/two-lengths", "HPE_UNEXPECTED_CONTENT_LENGTH" },
+        { "/bad-version", "HPE_INVALID_VERSION" },
+        { "/nul-value", "HPE_INVALID_HEADER_TOKEN" },
+        { "/not-http", "HPE_INVALID_CONSTANT" },
+    }
+    for _, case in ipairs(cases) do
+        it(case[1] .. ": a parse error " .. case[2], function()
+            local req = http.get(url(case[1]), { agent = false })
+            local req_err
+            req:on("error", function(e) req_err = e end)
+            local res, err = response_of(req)
+            if res then
+                -- the head was fine, the body was not: the request hears
+                -- the parse error, the response is aborted (as Node)
+                res:on("data", function() end)
+                local k = loop.continuation("res close")
+                res:on("close", function() k() end)
+                loop.wait(k)
+                assert.is_true(res.aborted)
+                err = req_err
+            end
+            assert.equal(case[2], err.code)
+            assert.matches("^Parse Error: ", err.message)
+        end)
+    end
+
+    it("a body cut short: aborted, ECONNRESET", function()
+        local res = assert(http.fetch(url("/truncated-chunk"), { agent = false }))
+        local body, err = res:text()
+        assert.is_nil(body)
+        assert.equal("ECONNRESET", err.code)
+    end)
+
+    it("a head cut short: socket hang up", function()
+        local res, err = http.fetch(url("/truncated-head"), { agent = false })
+        assert.is_nil(res)
+        assert.equal("ECONNRESET", err.code)
+    end)
+
+    it("reads an HTTP/1.0 response to the end of the connection", function()
+        local res = assert(http.fetch(url("/http10")))
+        assert.equal("1.0", res.httpVersion)
+        assert.equal("old style body", res:text())
+    end)
+end)
