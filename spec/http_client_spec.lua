@@ -981,6 +981,37 @@ describe("http client against the luvd server", function()
         agent:destroy()
     end)
 
+    it("does not grow the heap over 2000 requests (leak check)", function()
+        testing.timeout(60000)
+        local agent = http.Agent:new { keepAlive = true, maxSockets = 4 }
+        local function batch(n)
+            local done = 0
+            local k = loop.continuation("batch")
+            for i = 1, n do
+                http.get(base .. "/leak" .. (i % 7), { agent = agent }, function(res)
+                    res:resume()
+                    res:on("end", function()
+                        done = done + 1
+                        if done == n then k() end
+                    end)
+                end)
+            end
+            loop.wait(k)
+        end
+        batch(200)
+        loop.sleep(5)
+        collectgarbage()
+        collectgarbage()
+        local before = collectgarbage("count")
+        for _ = 1, 10 do batch(200) end
+        loop.sleep(5)
+        collectgarbage()
+        collectgarbage()
+        local grown = collectgarbage("count") - before
+        assert.is_true(grown < 512, ("heap grew by %.0f KB"):format(grown))
+        agent:destroy()
+    end)
+
     it("runs 40 requests over maxSockets = 4", function()
         local agent = counting_agent { keepAlive = true, maxSockets = 4 }
         local n, done = 40, 0
