@@ -45,8 +45,9 @@
 --   after min(maxTimeout, minTimeout * 2^(attempt-1)) ms, less a random
 --   part of up to half (jitter), for GET, HEAD, PUT, DELETE, OPTIONS and
 --   TRACE, and any method with force), decompress (false; true
---   asks for gzip/deflate and text()/json() inflate the body), agent and
---   the TLS options.
+--   asks for gzip/deflate and text()/json() inflate the body), maxBodySize
+--   (bytes text()/json() take, inflated or not, else ERR_BODY_TOO_LARGE:
+--   a guard against zip bombs), agent and the TLS options.
 -- Agent:new{keepAlive=false, keepAliveMsecs=1000, maxSockets=inf,
 --   maxFreeSockets=256, maxTotalSockets=inf, timeout (ms an idle pooled
 --   socket lives), scheduling="lifo"}: connections per host:port; free
@@ -194,6 +195,7 @@ function IncomingMessage:initialize(conn, req, status, message, headers, raw, ma
     self.redirected = false
     self._conn = conn
     self._decompress = false
+    self._maxBody = false
     self._text = false
 end
 
@@ -231,27 +233,45 @@ function IncomingMessage:_dump()
     self:resume()
 end
 
+local function too_large(res)
+    return errors.new(("response body over maxBodySize (%d bytes)"):format(res._maxBody),
+        "ERR_BODY_TOO_LARGE")
+end
+
 local function decompress(res, body)
     local enc = res.headers["content-encoding"]
     if type(enc) ~= "string" then return body end
     enc = lower(enc):match("^%s*(.-)%s*$")
     local zlib = require "luvd.zlib"
+    local max = res._maxBody
+    local zopts = max and { maxOutputLength = max > 0 and max or 1 } or nil
+    local out, err
     if enc == "gzip" or enc == "x-gzip" then
-        return zlib.gunzip(body)
+        out, err = zlib.gunzip(body, zopts)
     elseif enc == "deflate" then
         -- zlib-wrapped as RFC 9110 says, or raw as some servers send it
-        local out = zlib.inflate(body)
-        if out then return out end
-        return zlib.inflateRaw(body)
+        out, err = zlib.inflate(body, zopts)
+        if not out and err.code ~= "ERR_BUFFER_TOO_LARGE" then
+            out, err = zlib.inflateRaw(body, zopts)
+        end
+    else
+        return body
     end
-    return body
+    if not out and err.code == "ERR_BUFFER_TOO_LARGE" then err = too_large(res) end
+    return out, err
 end
 
+-- Returns nil, or the error when the body goes over maxBodySize.
 local function collect(res, parts)
-    local n = 0
+    local n, size, max = 0, 0, res._maxBody
     for chunk in res:iter() do
         n = n + 1
         parts[n] = chunk
+        size = size + #chunk
+        if max and size > max then
+            res:destroy()
+            return too_large(res)
+        end
     end
 end
 
@@ -261,6 +281,7 @@ function IncomingMessage:text()
     if self._text then return self._text end
     local parts = {}
     local ok, err = pcall(collect, self, parts)
+    if ok and err then return nil, err end
     if not ok then
         -- the cause (a timeout, a reset) says more than "aborted"
         local cause = self.req and self.req._failed
@@ -1398,7 +1419,10 @@ local function fetch_once(url, f)
         req:finish()
     end
     local res, err = loop.wait(k)
-    if res then res._decompress = f.decompress end
+    if res then
+        res._decompress = f.decompress
+        res._maxBody = f.maxBodySize or false
+    end
     return res, err
 end
 
@@ -1486,6 +1510,11 @@ local function check_fetch_opts(opts)
         end
     end
     f.decompress = opts.decompress == true
+    local mbs = opts.maxBodySize
+    if mbs ~= nil and (type(mbs) ~= "number" or mbs < 0) then
+        bad_option(fname, "maxBodySize", "non-negative number expected")
+    end
+    f.maxBodySize = opts.maxBodySize
     if f.decompress then
         local has = false
         for k in pairs(headers) do
