@@ -1026,6 +1026,27 @@ describe("http client against the luvd server", function()
         agent:destroy()
     end)
 
+    it("talks to a server on a Unix socket (socketPath)", function()
+        local path = ("%s/luvd-http-client-%d.sock"):format(os.getenv("TMPDIR") or "/tmp",
+            process.pid)
+        os.remove(path)
+        local su = http.createServer(function(req, res) res:finish("unix " .. req.path) end)
+        local k = loop.continuation("listen")
+        su:listen({ path = path }, function() k() end)
+        loop.wait(k)
+        local agent = http.Agent:new { keepAlive = true }
+        for i = 1, 3 do
+            local req = http.get({ socketPath = path, path = "/u" .. i, agent = agent })
+            assert.equal("unix /u" .. i, body_of(assert(response_of(req))))
+        end
+        assert.equal(1, #pooled(agent, path))
+        agent:destroy()
+        k = loop.continuation("close")
+        su:close(k)
+        loop.wait(k)
+        os.remove(path)
+    end)
+
     it("runs 40 requests over maxSockets = 4", function()
         local agent = counting_agent { keepAlive = true, maxSockets = 4 }
         local n, done = 40, 0

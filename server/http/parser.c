@@ -37,15 +37,14 @@ typedef struct luvd_http_parser_out_s {
     int status; /* status code, once headers are complete */
     int http_major;
     int http_minor;
-    int keep_alive;        /* at headers complete, then again at message complete */
-    int upgrade;           /* a 101 with Upgrade: the rest is another protocol */
-    int skip_body;         /* set by Lua: the request was HEAD */
-    int error;             /* llhttp_errno_t of the failure (HPE_USER: see reason) */
-    int nspans;            /* body spans the last execute found */
-    int has_trailers;      /* at message complete */
-    uint32_t consumed;     /* where the last execute stopped (offset into data) */
-    uint32_t *spans;       /* nspans (offset, length) pairs into data */
-    double content_length; /* -1 when absent or chunked */
+    int keep_alive;    /* at headers complete, then again at message complete */
+    int upgrade;       /* a 101 with Upgrade: the rest is another protocol */
+    int skip_body;     /* set by Lua: the request was HEAD */
+    int error;         /* llhttp_errno_t of the failure (HPE_USER: see reason) */
+    int nspans;        /* body spans the last execute found */
+    int has_trailers;  /* at message complete */
+    uint32_t consumed; /* where the last execute stopped (offset into data) */
+    uint32_t *spans;   /* nspans (offset, length) pairs into data */
 } luvd_http_parser_out_t;
 
 typedef struct header_entry_s {
@@ -118,7 +117,6 @@ static int on_message_begin(llhttp_t *h)
     p->out.status = 0;
     p->out.upgrade = 0;
     p->out.has_trailers = 0;
-    p->out.content_length = -1;
     return 0;
 }
 
@@ -193,8 +191,6 @@ static int on_headers_complete(llhttp_t *h)
     p->out.http_minor = h->http_minor;
     p->out.keep_alive = llhttp_should_keep_alive(h);
     p->out.upgrade = h->upgrade;
-    p->out.content_length =
-        (h->flags & F_CONTENT_LENGTH) && !(h->flags & F_CHUNKED) ? (double)h->content_length : -1;
     p->trailers_from = p->nentries;
     p->in_value = 1;
     p->header_bytes = 0;

@@ -16,6 +16,7 @@
 --   agent (an Agent; false: a new connection closed after the response;
 --   nil: the module's globalAgent), timeout (ms of socket inactivity),
 --   setHost (true), maxHeaderSize (16384), localAddress, family,
+--   socketPath (a Unix socket instead of host and port),
 --   createConnection(opts) -> socket (instead of the agent's), and for
 --   https the TLS options of tls.connect (ca, rejectUnauthorized,
 --   servername, key, cert, minVersion ...).
@@ -109,7 +110,6 @@ typedef struct luvd_http_parser_out_s {
     int has_trailers;
     uint32_t consumed;
     uint32_t *spans;
-    double content_length;
 } luvd_http_parser_out_t;
 void luvd_http_parser_reset(luvd_http_parser_out_t *p, int skip_body);
 int luvd_http_parser_execute(luvd_http_parser_out_t *p, const char *data, size_t from,
@@ -695,6 +695,7 @@ end
 
 -- "host:port:localAddress[:family]", as Node.
 function Agent:getName(opts)
+    if opts.socketPath then return opts.socketPath end
     local name = (opts.host or "localhost") .. ":" .. (opts.port or self.defaultPort) .. ":"
         .. (opts.localAddress or "")
     if opts.family == 4 or opts.family == 6 then name = name .. ":" .. opts.family end
@@ -703,6 +704,7 @@ end
 
 function Agent:createConnection(opts)
     local net = require "luvd.net"
+    if opts.socketPath then return net.connect({ path = opts.socketPath }) end
     return net.connect({
         host = opts.host, port = opts.port, localAddress = opts.localAddress,
         family = opts.family,
@@ -1252,7 +1254,7 @@ end
 local REQUEST_KEYS = {
     "protocol", "host", "hostname", "port", "path", "method", "headers", "auth", "agent",
     "timeout", "setHost", "maxHeaderSize", "localAddress", "family", "createConnection",
-    "highWaterMark", "defaultPort",
+    "highWaterMark", "defaultPort", "socketPath",
     -- TLS, for https
     "ca", "cert", "key", "passphrase", "rejectUnauthorized", "servername", "minVersion",
     "maxVersion", "ciphers", "session", "checkServerIdentity", "ALPNProtocols", "caFile",
@@ -1332,6 +1334,9 @@ local function normalize(fname, scheme, a1, a2, a3)
         bad_option(fname, "timeout", "non-negative number expected")
     end
     if o.timeout == 0 then o.timeout = nil end
+    if o.socketPath ~= nil and type(o.socketPath) ~= "string" then
+        bad_option(fname, "socketPath", "string expected")
+    end
     if o.createConnection ~= nil and type(o.createConnection) ~= "function" then
         bad_option(fname, "createConnection", "function expected")
     end
