@@ -412,6 +412,17 @@ describe_node("http client against node", function()
             agent:destroy()
         end)
 
+        it("closes a pooled socket idle for the agent's timeout", function()
+            local agent = http.Agent:new { keepAlive = true, timeout = 30 }
+            local res = assert(http.fetch(base .. "/hello", { agent = agent }))
+            res:text()
+            local socket = pooled(agent, name)[1]
+            assert.equal(30, socket.timeout)
+            testing.wait_until(function() return agent.totalSocketCount == 0 end)
+            assert.is_true(socket.destroyed)
+            agent:destroy()
+        end)
+
         it("follows the server's Keep-Alive timeout hint", function()
             local agent = http.Agent:new { keepAlive = true }
             local res = assert(http.fetch(base .. "/keepalive-hint", { agent = agent }))

@@ -501,8 +501,10 @@ local function on_complete(conn, req, rest)
         end
         res:push(nil)
         if not req:emit("upgrade", res, socket, rest or "") then
+            -- nobody takes the other protocol (as Node: the socket closes)
             socket:destroy()
         end
+        req:destroy()
         return
     end
     -- bytes after the response: a server out of step, the connection
