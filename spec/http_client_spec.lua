@@ -1140,6 +1140,8 @@ describe("http client against raw responses", function()
         ["/truncated-chunk"] = { close = true,
             data = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nonly" },
         ["/truncated-head"] = { close = true, data = "HTTP/1.1 200 OK\r\nContent-Le" },
+        ["/empty-value"] = { step = 3, data = "HTTP/1.1 200 OK\r\nX-Empty:\r\nX-Next: v\r\n"
+            .. "X-Spaces:   \r\nContent-Length: 0\r\n\r\n" },
         ["/http10"] = { close = true, data = "HTTP/1.0 200 OK\r\nX: y\r\n\r\nold style body" },
     }
     local server, port
@@ -1236,6 +1238,15 @@ describe("http client against raw responses", function()
         local res, err = http.fetch(url("/truncated-head"), { agent = false })
         assert.is_nil(res)
         assert.equal("ECONNRESET", err.code)
+    end)
+
+    it("keeps empty header values apart", function()
+        local res = assert(http.fetch(url("/empty-value"), { agent = false }))
+        assert.equal("", res.headers["x-empty"])
+        assert.equal("v", res.headers["x-next"])
+        assert.equal("", res.headers["x-spaces"])
+        assert.same({ "X-Empty", "", "X-Next", "v", "X-Spaces", "", "Content-Length", "0" },
+            res.rawHeaders)
     end)
 
     it("reads an HTTP/1.0 response to the end of the connection", function()

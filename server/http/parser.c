@@ -62,7 +62,7 @@ typedef struct luvd_http_parser_s {
     header_entry_t *entries;
     int nentries, entries_cap;
     int trailers_from;    /* entries from here on are trailers */
-    int in_value;         /* the last piece was a value */
+    int new_entry;        /* the next name piece starts a new header */
     const char *err_name; /* a failure found here rather than by llhttp */
     uint32_t status_len;
     int mask; /* LUVD_HP_* of this execute */
@@ -112,7 +112,7 @@ static int on_message_begin(llhttp_t *h)
     p->header_bytes = 0;
     p->nentries = 0;
     p->trailers_from = -1;
-    p->in_value = 1;
+    p->new_entry = 1;
     p->status_len = 0;
     p->out.status = 0;
     p->out.upgrade = 0;
@@ -147,7 +147,7 @@ static int on_header_field(llhttp_t *h, const char *at, size_t len)
             return fail(p, "Invalid header token");
         }
     }
-    if (p->in_value) {
+    if (p->new_entry) {
         if (p->nentries == p->entries_cap) {
             int cap = p->entries_cap ? p->entries_cap * 2 : 16;
             header_entry_t *n = realloc(p->entries, (size_t)cap * sizeof *n);
@@ -161,22 +161,28 @@ static int on_header_field(llhttp_t *h, const char *at, size_t len)
         e->name_len = 0;
         e->value_off = 0;
         e->value_len = 0;
-        p->in_value = 0;
+        p->new_entry = 0;
     }
     e = &p->entries[p->nentries - 1];
     e->name_len += (uint32_t)len;
     return append(p, at, len);
 }
 
-static int on_header_value(llhttp_t *h, const char *at, size_t len)
+/* The name is whole: its value (maybe empty, maybe in pieces) follows
+ * right behind it in hbuf, and the next name piece is a new header. */
+static int on_header_field_complete(llhttp_t *h)
 {
     luvd_http_parser_t *p = from(h);
     header_entry_t *e = &p->entries[p->nentries - 1];
-    if (!p->in_value) {
-        e->value_off = (uint32_t)p->hlen;
-        p->in_value = 1;
-    }
-    e->value_len += (uint32_t)len;
+    e->value_off = (uint32_t)p->hlen;
+    p->new_entry = 1;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *h, const char *at, size_t len)
+{
+    luvd_http_parser_t *p = from(h);
+    p->entries[p->nentries - 1].value_len += (uint32_t)len;
     return append(p, at, len);
 }
 
@@ -192,7 +198,7 @@ static int on_headers_complete(llhttp_t *h)
     p->out.keep_alive = llhttp_should_keep_alive(h);
     p->out.upgrade = h->upgrade;
     p->trailers_from = p->nentries;
-    p->in_value = 1;
+    p->new_entry = 1;
     p->header_bytes = 0;
     p->mask |= LUVD_HP_HEADERS;
     if (p->out.skip_body || (status >= 100 && status < 200) || status == 204 || status == 304)
@@ -231,6 +237,7 @@ static const llhttp_settings_t settings = {
     .on_message_begin = on_message_begin,
     .on_status = on_status,
     .on_header_field = on_header_field,
+    .on_header_field_complete = on_header_field_complete,
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
