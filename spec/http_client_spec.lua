@@ -1142,7 +1142,7 @@ describe("http client against raw responses", function()
         ["/truncated-head"] = { close = true, data = "HTTP/1.1 200 OK\r\nContent-Le" },
         ["/empty-value"] = { step = 3, data = "HTTP/1.1 200 OK\r\nX-Empty:\r\nX-Next: v\r\n"
             .. "X-Spaces:   \r\nContent-Length: 0\r\n\r\n" },
-        ["/obs-fold"] = {
+        ["/obs-fold"] = { step = 1,
             data = "HTTP/1.1 200 OK\r\nX-Fold: a\r\n b\r\nContent-Length: 0\r\n\r\n" },
         ["/http10"] = { close = true, data = "HTTP/1.0 200 OK\r\nX: y\r\n\r\nold style body" },
     }
