@@ -444,11 +444,12 @@ local function push_body(conn, res, piece)
 end
 
 -- A response ended on a connection that stays open: it goes back to the
--- agent after the poll phase (setImmediate), so an end of stream that
--- came with the response's last bytes is seen first and a closing socket
--- never goes back into the pool.
--- Requests that come for the same host meanwhile wait for this connection
--- in the agent's queue (they would otherwise open another one).
+-- agent after the poll phase (setImmediate), so that an end of stream read
+-- in the same phase keeps it out of the pool. One that comes later (a
+-- server that closes without saying so) is the keep-alive race: replay()
+-- below sends an idempotent request again on a new connection. Requests
+-- that come for the same host meanwhile wait in the agent's queue, one
+-- per connection about to be free (they would otherwise open another).
 local drain_queue -- below
 
 local function release_nt(conn)
@@ -515,7 +516,7 @@ local function on_complete(conn, req, rest)
     if not keep then
         conn.req = false
         socket:destroy()
-    elseif req._writableState.finished then
+    elseif req._finalSent and not req._drainCb then
         release(conn, req)
     else
         req._freeOnFinish = true
