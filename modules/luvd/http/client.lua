@@ -1350,6 +1350,9 @@ local function normalize(fname, scheme, a1, a2, a3)
         agent = scheme.globalAgent()
     elseif type(agent) ~= "table" or type(agent.addRequest) ~= "function" then
         bad_option(fname, "agent", "an Agent or false expected")
+    elseif agent.protocol ~= protocol then
+        bad_option(fname, "agent", ("an agent for %s cannot carry %s"):format(
+            tostring(agent.protocol), protocol))
     end
     o.agent = agent
     return o, cb
