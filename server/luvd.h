@@ -309,12 +309,20 @@ int luvd__clone_encode(lua_State *L, int idx, luvd_clone_buf_t *buf);
  * are not one whole encoded value. Never raises on bad input. */
 int luvd__clone_decode(lua_State *L, const char *data, size_t len);
 int luvd__open_clone(lua_State *L);
+
 /* ---- http/server.c: FFI hot path (modules/luvd/http.lua), no lua_State --
  * conn: the connection's address as a number, as Lua got it with a request. */
 int luvd_http_send(double conn, const char *head, size_t hlen, const char *body, size_t blen,
                    int flags);
 void luvd_http_abort(double conn);
 void luvd_http_reading(double conn, int on);
+/* ---- http/parser.c: the client's llhttp response parser, FFI hot path ---- */
+typedef struct luvd_http_parser_s luvd_http_parser_t;
+void luvd_http_parser_reset(luvd_http_parser_t *p, int skip_body);
+int luvd_http_parser_execute(luvd_http_parser_t *p, const char *data, size_t from, size_t len);
+int luvd_http_parser_finish(luvd_http_parser_t *p);
+const char *luvd_http_parser_error_name(luvd_http_parser_t *p);
+const char *luvd_http_parser_error_reason(luvd_http_parser_t *p);
 
 /* ---- process.c ---------------------------------------------------------- */
 int luvd__open_process(lua_State *L);
