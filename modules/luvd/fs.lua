@@ -883,15 +883,23 @@ function ReadStream:initialize(path, opts)
     self._after_io = false
     self._on_read = function(err, data) return on_read(self, err, data) end
     self._nsrc, self._nstart = false, 0 -- the native source while piped in C
+    self._splice = false -- the kernel copy into a WriteStream (fs_splice)
+    self._splice_dst = false
     Readable.initialize(self, { highWaterMark = hwm, encoding = opts.encoding,
                                 emitClose = opts.emitClose, autoDestroy = opts.autoDestroy })
 end
 
 ReadStream._construct = stream_open
-ReadStream._destroy = stream_destroy
+
+-- A destroy stops a kernel copy; the descriptor closes when it came back.
+local function splice_destroy(self, err, cb)
+    if self._splice then core.fs_splice_stop(self._splice) end
+    return stream_destroy(self, err, cb)
+end
+ReadStream._destroy = splice_destroy
 
 function ReadStream:_read(size)
-    if self._nsrc then return end -- C is reading the file for a native pipe
+    if self._nsrc or self._splice then return end -- C reads the file for a native pipe
     local want = self._chunk
     if size and size > 0 and size < want then want = size end
     if self._left < want then want = self._left end
@@ -939,17 +947,31 @@ function ReadStream:_nativeEnd(err)
     end
 end
 
--- pipe(dst[, opts]): natively into a socket when it can, else as any
--- Readable. Before the file is open the choice waits for "ready".
+local splice_pipe -- below, with WriteStream
+
+-- pipe(dst[, opts]): natively into a socket or a WriteStream when it can,
+-- else as any Readable. Before both files are open the choice waits for
+-- their "ready".
 function ReadStream:pipe(dst, opts)
     local net = require "luvd.net"
-    if self.fd then
-        return net._nativePipe(self, dst, opts) or Readable.pipe(self, dst, opts)
+    local opener = not self.fd and self or (splice_pipe.waits(dst) and dst)
+    if not opener then
+        return splice_pipe(self, dst, opts) or net._nativePipe(self, dst, opts)
+            or Readable.pipe(self, dst, opts)
     end
-    self:once("ready", function()
-        if not net._nativePipe(self, dst, opts) then Readable.pipe(self, dst, opts) end
+    opener:once("ready", function()
+        if self.destroyed then return end
+        return self:pipe(dst, opts)
     end)
     return dst
+end
+
+-- unpipe([dst]) stops a kernel copy too: the bytes it moved stay written,
+-- the stream goes on from there in Lua.
+function ReadStream:unpipe(dst)
+    local sp = self._splice
+    if sp and (dst == nil or dst == self._splice_dst) then core.fs_splice_stop(sp) end
+    return Readable.unpipe(self, dst)
 end
 
 local WriteStream = Writable:extend("WriteStream")
@@ -989,6 +1011,7 @@ function WriteStream:initialize(path, opts)
     self._io = false
     self._after_io = false
     self._wcb = false
+    self._splice = false
     self._on_write = function(err, n) return on_write(self, err, n) end
     Writable.initialize(self, { highWaterMark = opts.highWaterMark, emitClose = opts.emitClose,
                                 autoDestroy = opts.autoDestroy,
@@ -996,7 +1019,7 @@ function WriteStream:initialize(path, opts)
 end
 
 WriteStream._construct = stream_open
-WriteStream._destroy = stream_destroy
+WriteStream._destroy = splice_destroy
 
 function WriteStream:_write(chunk, _, cb)
     self._wcb = cb
@@ -1028,6 +1051,79 @@ function WriteStream:close(cb)
     if cb then self:once("close", cb) end
     if not self.writableEnded and not self.destroyed then self:finish() end
 end
+
+-- File to file in the kernel. A ReadStream piped into a WriteStream with
+-- nothing in between (no "data" listener, no encoding, nothing buffered on
+-- either side, no subclass writing its own way) is copied by
+-- core.fs_splice (copy_file_range on the pool, read/write where the kernel
+-- refuses): no chunk enters Lua. The pipe's wiring is the stream module's
+-- own, so the events are those of the chunked pipe ("pipe", "end",
+-- "finish", "unpipe", "close"), only without "data". Both descriptors count
+-- as busy meanwhile, so a destroy closes them once the copy came back.
+local SPLICE_END, SPLICE_SRC_ERROR = core.SPLICE_END, core.SPLICE_SRC_ERROR
+local SPLICE_DST_ERROR = core.SPLICE_DST_ERROR
+
+local function after_io(self)
+    self._io = false
+    local after = self._after_io
+    if after then
+        self._after_io = false
+        after()
+    end
+end
+
+local function splice_done(src, dst, kind, status, syscall, n)
+    src._splice, dst._splice, src._splice_dst = false, false, false
+    src.bytesRead, src._left = src.bytesRead + n, src._left - n
+    if src.pos then src.pos = src.pos + n end
+    dst.bytesWritten = dst.bytesWritten + n
+    if dst.pos then dst.pos = dst.pos + n end
+    after_io(src)
+    after_io(dst)
+    if kind == SPLICE_DST_ERROR then
+        if not dst.destroyed then dst:destroy(errors.uv(status, syscall)) end
+        if not src.destroyed then src:unpipe(dst) end
+    elseif src.destroyed then
+        return
+    elseif kind == SPLICE_END then
+        src:push(nil)
+    elseif kind == SPLICE_SRC_ERROR then
+        src:destroy(errors.uv(status, syscall))
+    else
+        src:push("") -- stopped: clears `reading`, Lua reads from here on
+    end
+end
+
+local function splice_ready(src, dst)
+    -- a subclass that writes its own way takes the chunks
+    local cls = WriteStream:isInstance(dst) and getmetatable(dst)
+    if not cls or cls._write ~= WriteStream._write or cls._writev ~= WriteStream._writev then
+        return false
+    end
+    local r, w = src._readableState, dst._writableState
+    return src.fd and dst.fd and not src._io and not dst._io and not src._nsrc
+        and not src.destroyed and not dst.destroyed and not r.ended and not r.decoder
+        and r.length == 0 and #r.pipes == 0 and src:listenerCount("data") == 0
+        and not w.ending and w.length == 0 and w.corked == 0 and not w.errored
+end
+
+splice_pipe = setmetatable({
+    -- whether dst is a WriteStream still opening its file
+    waits = function(dst)
+        return WriteStream:isInstance(dst) and not dst.fd and not dst.destroyed
+            and dst.pending and true or false
+    end,
+}, { __call = function(_, src, dst, opts)
+    if not splice_ready(src, dst) then return nil end
+    local sp, code = core.fs_splice(src.fd, src.pos or -1, src._left == math.huge and -1
+        or src._left, dst.fd, dst.pos or -1, function(kind, status, syscall, n)
+            return splice_done(src, dst, kind, status, syscall, n)
+        end)
+    if not sp then return nil, code end
+    src._splice, dst._splice, src._splice_dst = sp, sp, dst
+    src._io, dst._io = true, true
+    return Readable.pipe(src, dst, opts)
+end })
 
 function fs.createReadStream(path, opts) return ReadStream:new(path, opts) end
 function fs.createWriteStream(path, opts) return WriteStream:new(path, opts) end

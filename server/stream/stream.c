@@ -15,9 +15,12 @@
  * Lifetime (see luvd.h): free once closed and collected. Callbacks that run
  * after lua_close (the runtime's last uv_run) find rt->L NULL and only free.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
 
 #include "luvd.h"
 
@@ -25,7 +28,9 @@
 #define CHUNK_SIZE  65536
 #define CHUNK_CACHE 16 /* free chunks kept per runtime */
 #define PIPE_HWM    65536
-#define FSRC_BLOCK  262144 /* smallest read of a file source */
+#define FSRC_BLOCK  262144            /* smallest read of a file source */
+#define SF_TURN     ((size_t)8 << 20) /* sendfile bytes per loop turn */
+#define SF_CALL     ((size_t)1 << 30) /* the most one sendfile call asks for */
 
 static const char ctx_key = 'C';      /* registry: the ctx box */
 static const char dispatch_key = 'D'; /* registry: Lua's event dispatcher */
@@ -660,7 +665,10 @@ enum {
     FS_EOF = 1 << 2,
     FS_OWNFD = 1 << 3,
     FS_GC = 1 << 4,
+    FS_SENDFILE = 1 << 5, /* into a socket with sendfile(2), not by chunks */
 };
+
+typedef struct luvd_sfpoll_s luvd_sfpoll_t;
 
 struct luvd_fsrc_s {
     uv_fs_t req;
@@ -672,9 +680,12 @@ struct luvd_fsrc_s {
     size_t hwm;
     unsigned flags;
     char *path;
+    luvd_sfpoll_t *poll; /* FS_SENDFILE: waits for the socket to drain */
 };
 
 static void fsrc_next(luvd_fsrc_t *f);
+static void fsrc_sendfile(luvd_fsrc_t *f);
+static void sf_poll_drop(luvd_fsrc_t *f);
 
 static void npipe_unref(luvd_npipe_t *p)
 {
@@ -702,8 +713,10 @@ static void npipe_detach(luvd_npipe_t *p)
         if (usable(src))
             src->ops->read_stop(src);
     }
-    if (p->fsrc)
+    if (p->fsrc) {
+        sf_poll_drop(p->fsrc);
         p->fsrc->pipe = NULL;
+    }
     if (p->dst->pipe_out == p)
         p->dst->pipe_out = NULL;
     if (L) {
@@ -861,6 +874,7 @@ static void fsrc_close_fd(luvd_fsrc_t *f)
 
 static void fsrc_free(luvd_fsrc_t *f)
 {
+    sf_poll_drop(f);
     fsrc_close_fd(f);
     if (f->chunk)
         chunk_put(f->ctx, f->chunk);
@@ -927,6 +941,10 @@ static void fsrc_next(luvd_fsrc_t *f)
     int rc;
     if (f->flags & (FS_BUSY | FS_EOF))
         return;
+    if ((f->flags & (FS_SENDFILE | FS_OPEN)) == (FS_SENDFILE | FS_OPEN)) {
+        fsrc_sendfile(f);
+        return;
+    }
     f->req.data = f;
     if (!(f->flags & FS_OPEN)) {
         rc = uv_fs_open(loop, &f->req, f->path, O_RDONLY | O_CLOEXEC, 0, fsrc_fs_cb);
@@ -960,6 +978,168 @@ static void fsrc_next(luvd_fsrc_t *f)
         return;
     }
     f->flags |= FS_BUSY;
+}
+
+/* ---- the file source into a socket: sendfile(2) ------------------------------
+ *
+ * A file source piped into a plain socket (tcp or unix) hands the bytes to
+ * the kernel: sendfile on the loop thread, non-blocking on the socket side,
+ * until the socket's buffer is full, the range ends or SF_TURN bytes went
+ * out in this turn of the loop. Then it waits for the socket to be writable
+ * again with a uv_poll_t on a dup of the socket's descriptor (libuv watches
+ * the descriptor itself for the tcp handle, and one fd number can have one
+ * watcher; the dup is another number for the same socket). The page cache
+ * is read on the loop thread: a file that is not cached blocks the loop for
+ * the disk read, the price of not copying every byte twice. Bytes queued on
+ * the socket by libuv (the pipe's first chunk, a Lua write) go out first. */
+
+struct luvd_sfpoll_s {
+    uv_poll_t h;
+    luvd_fsrc_t *f; /* NULL once dropped */
+    int fd;         /* the dup, closed with the handle */
+    int err;        /* the poll failed: report it rather than poll again */
+};
+
+static void sf_poll_close_cb(uv_handle_t *h)
+{
+    luvd_sfpoll_t *sp = h->data;
+    close(sp->fd);
+    free(sp);
+}
+
+static void sf_poll_drop(luvd_fsrc_t *f)
+{
+    luvd_sfpoll_t *sp = f->poll;
+    if (!sp)
+        return;
+    f->poll = NULL;
+    sp->f = NULL;
+    uv_close((uv_handle_t *)&sp->h, sf_poll_close_cb);
+}
+
+static void sf_poll_cb(uv_poll_t *h, int status, int events)
+{
+    luvd_sfpoll_t *sp = h->data;
+    luvd_fsrc_t *f = sp->f;
+    (void)events;
+    uv_poll_stop(h);
+    if (!f || !f->pipe)
+        return;
+    /* libuv reports POLLERR as UV_EBADF: sendfile tells the real error
+     * (ECONNRESET, EPIPE); if it still would block, the poll's is it. */
+    sp->err = status < 0 ? status : 0;
+    fsrc_sendfile(f);
+}
+
+static int sf_wait_writable(luvd_fsrc_t *f)
+{
+    luvd_stream_t *dst = f->pipe->dst;
+    luvd_sfpoll_t *sp = f->poll;
+    uv_os_fd_t fd;
+    int rc;
+    if (!sp) {
+        if ((rc = uv_fileno(&dst->h.handle, &fd)) < 0)
+            return rc;
+        if (!(sp = calloc(1, sizeof *sp)))
+            return UV_ENOMEM;
+        if ((sp->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+            rc = -errno;
+            free(sp);
+            return rc;
+        }
+        if ((rc = uv_poll_init(&f->pipe->rt->loop, &sp->h, sp->fd)) < 0) {
+            close(sp->fd);
+            free(sp);
+            return rc;
+        }
+        sp->h.data = sp;
+        sp->f = f;
+        f->poll = sp;
+    }
+    return uv_poll_start(&sp->h, UV_WRITABLE, sf_poll_cb);
+}
+
+static void fsrc_sendfile_end(luvd_fsrc_t *f)
+{
+    luvd_npipe_t *p = f->pipe;
+    f->flags |= FS_EOF;
+    sf_poll_drop(f);
+    fsrc_close_fd(f);
+    npipe_src_end(p);
+}
+
+static void fsrc_sendfile(luvd_fsrc_t *f)
+{
+    luvd_npipe_t *p = f->pipe;
+    luvd_stream_t *dst = p->dst;
+    size_t turn = 0, len;
+    uv_os_fd_t sock;
+    ssize_t n;
+    off_t off;
+    int rc, e;
+    if (p->flags & NP_STARTING) {
+        /* Inside stream_pipe: the end must not be reported from there. */
+        if ((rc = sf_wait_writable(f)) < 0)
+            npipe_finish(p, NP_DST_ERROR, rc, "write");
+        return;
+    }
+    if (p->inflight > 0) {
+        p->flags |= NP_PAUSED; /* the first chunk's callback goes on */
+        return;
+    }
+    if (dst->ops->queued(dst) > 0 || uv_fileno(&dst->h.handle, &sock) < 0) {
+        if ((rc = sf_wait_writable(f)) < 0)
+            npipe_finish(p, NP_DST_ERROR, rc, "write");
+        return;
+    }
+    while (turn < SF_TURN) {
+        len = SF_CALL;
+        if (f->end >= 0)
+            len = f->pos > f->end                       ? 0
+                  : (size_t)(f->end - f->pos + 1) < len ? (size_t)(f->end - f->pos + 1)
+                                                        : len;
+        if (len == 0) {
+            fsrc_sendfile_end(f);
+            return;
+        }
+        off = f->pos;
+        n = sendfile(sock, f->fd, &off, len);
+        if (n > 0) {
+            f->pos += n;
+            dst->bytes_written += (uint64_t)n;
+            turn += (size_t)n;
+            continue;
+        }
+        if (n == 0) {
+            fsrc_sendfile_end(f);
+            return;
+        }
+        e = errno;
+        if (e == EINTR)
+            continue;
+        if (e == EAGAIN)
+            break;
+        if (e == EINVAL || e == ENOSYS) {
+            /* The file cannot be mapped (a pipe, procfs): read it by chunks. */
+            f->flags &= ~FS_SENDFILE;
+            sf_poll_drop(f);
+            fsrc_next(f);
+            return;
+        }
+        if (e == EIO || e == EOVERFLOW || e == ESPIPE || e == EISDIR)
+            npipe_finish(p, NP_SRC_ERROR, -e, "read");
+        else
+            npipe_finish(p, NP_DST_ERROR, -e, "write");
+        return;
+    }
+    /* The socket is full, or this turn is over: the poll is level-triggered
+     * and fires at once in the second case. */
+    if (f->poll && f->poll->err < 0 && turn == 0) {
+        npipe_finish(p, NP_DST_ERROR, f->poll->err, "write");
+        return;
+    }
+    if ((rc = sf_wait_writable(f)) < 0)
+        npipe_finish(p, NP_DST_ERROR, rc, "write");
 }
 
 static luvd_fsrc_t *fsrc_check(lua_State *L, int idx)
@@ -1108,6 +1288,9 @@ static int l_pipe(lua_State *L)
     }
     if (fsrc) {
         fsrc->pipe = p;
+        if (dst->ops == &luvd__uv_stream_ops &&
+            (dst->kind == LUVD_KIND_TCP || dst->kind == LUVD_KIND_PIPE))
+            fsrc->flags |= FS_SENDFILE;
         if (!(p->flags & (NP_DONE | NP_PAUSED)))
             fsrc_next(fsrc);
     } else {
