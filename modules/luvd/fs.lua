@@ -885,6 +885,7 @@ function ReadStream:initialize(path, opts)
     self._nsrc, self._nstart = false, 0 -- the native source while piped in C
     self._splice = false -- the kernel copy into a WriteStream (fs_splice)
     self._splice_dst = false
+    self._zpipe = false -- the native zlib pipe reading the file (luvd.zlib)
     Readable.initialize(self, { highWaterMark = hwm, encoding = opts.encoding,
                                 emitClose = opts.emitClose, autoDestroy = opts.autoDestroy })
 end
@@ -894,12 +895,13 @@ ReadStream._construct = stream_open
 -- A destroy stops a kernel copy; the descriptor closes when it came back.
 local function splice_destroy(self, err, cb)
     if self._splice then core.fs_splice_stop(self._splice) end
+    if self._zpipe then self._zpipe:stop() end
     return stream_destroy(self, err, cb)
 end
 ReadStream._destroy = splice_destroy
 
 function ReadStream:_read(size)
-    if self._nsrc or self._splice then return end -- C reads the file for a native pipe
+    if self._nsrc or self._splice or self._zpipe then return end -- C reads it (native pipe)
     local want = self._chunk
     if size and size > 0 and size < want then want = size end
     if self._left < want then want = self._left end
@@ -952,7 +954,7 @@ local splice_pipe -- below, with WriteStream
 -- pipe(dst[, opts]): natively into a socket or a WriteStream when it can,
 -- else as any Readable. Before both files are open the choice waits for
 -- their "ready".
-function ReadStream:pipe(dst, opts)
+local function pipe_plain(self, dst, opts)
     local net = require "luvd.net"
     local opener = not self.fd and self or (splice_pipe.waits(dst) and dst)
     if not opener then
@@ -961,9 +963,18 @@ function ReadStream:pipe(dst, opts)
     end
     opener:once("ready", function()
         if self.destroyed then return end
-        return self:pipe(dst, opts)
+        return pipe_plain(self, dst, opts)
     end)
     return dst
+end
+ReadStream._pipePlain = pipe_plain -- without the zlib look-ahead
+
+function ReadStream:pipe(dst, opts)
+    if type(dst) == "table" and dst._znative == false and not self._zpipe then
+        -- a zlib stream: wait for its sink (see luvd.zlib, native pipes)
+        if require("luvd.zlib")._nativeHead(self, dst, opts) then return dst end
+    end
+    return pipe_plain(self, dst, opts)
 end
 
 -- unpipe([dst]) stops a kernel copy too: the bytes it moved stay written,
@@ -1012,6 +1023,7 @@ function WriteStream:initialize(path, opts)
     self._after_io = false
     self._wcb = false
     self._splice = false
+    self._zpipe = false
     self._on_write = function(err, n) return on_write(self, err, n) end
     Writable.initialize(self, { highWaterMark = opts.highWaterMark, emitClose = opts.emitClose,
                                 autoDestroy = opts.autoDestroy,
