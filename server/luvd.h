@@ -272,6 +272,16 @@ extern const luvd_stream_ops_t luvd__uv_stream_ops;
 int luvd__tcp_init_client(luvd_stream_t *server, luvd_stream_t *client);
 int luvd__pipe_init_client(luvd_stream_t *server, luvd_stream_t *client);
 
+/* ---- tls/tls.c: the engine, for a native pipe into a TLS socket -------- */
+typedef struct luvd_tls_s luvd_tls_t;
+/* The connection userdata at idx, or NULL (not one, or freed). */
+luvd_tls_t *luvd__tls_test(lua_State *L, int idx);
+/* Encrypts len bytes; *out and *out_len get the records, valid until the
+ * next call on t. Returns 0, or -1 when the engine failed (or is not
+ * secure yet). */
+int luvd__tls_encrypt(luvd_tls_t *t, const char *data, size_t len, const char **out,
+                      size_t *out_len);
+
 /* ---- process.c ---------------------------------------------------------- */
 int luvd__open_process(lua_State *L);
 

@@ -959,6 +959,8 @@ local function pipe_plain(self, dst, opts)
     local opener = not self.fd and self or (splice_pipe.waits(dst) and dst)
     if not opener then
         return splice_pipe(self, dst, opts) or net._nativePipe(self, dst, opts)
+            or (type(dst) == "table" and dst._isTLSSocket
+                and require("luvd.tls")._nativePipe(self, dst, opts))
             or Readable.pipe(self, dst, opts)
     end
     opener:once("ready", function()

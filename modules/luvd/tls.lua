@@ -826,6 +826,94 @@ function TLSSocket:_destroy(err, cb)
     end
 end
 
+-- Native pipes ----------------------------------------------------------------
+--
+-- fs.createReadStream(f):pipe(tlsSocket) moves the file without Lua: the
+-- native pipe of luvd.net reads the file on the pool and, chunk by chunk,
+-- encrypts it with this socket's engine (core.stream_pipe's tls argument)
+-- and writes the records into the tcp socket below. It applies to a secure
+-- TLSSocket over a connected net.Socket, with nothing buffered on either
+-- and nothing waiting for the handshake; the rest takes the Lua pipe. The
+-- records C writes and those Lua writes (a reply to a KeyUpdate, the user's
+-- own writes) go out in the order the engine made them: both are written
+-- at once into the same socket, and the tcp socket's own Lua queue is empty
+-- when the pipe starts. The end is the Lua pipe's: finish() (close_notify,
+-- then the tcp end) once the source ended and every record was written.
+
+TLSSocket._isTLSSocket = true
+
+local PIPE_END, PIPE_SRC_ERROR = core.PIPE_END, core.PIPE_SRC_ERROR
+
+local function native_ok(dst)
+    if type(dst) ~= "table" or not dst._isTLSSocket then return nil end
+    local raw = dst._raw
+    if not dst._secured or dst.destroyed or dst._pchunk or dst._pfinal or dst._closed
+        or type(raw) ~= "table" or not raw._isNetSocket or not raw._ptr or raw.connecting
+        or raw._npipe_out or raw.destroyed then
+        return nil
+    end
+    local w, rw = dst._writableState, raw._writableState
+    if w.ending or w.length > 0 or w.corked > 0 or w.errored
+        or rw.ending or rw.length > 0 or rw.corked > 0 or rw.errored then
+        return nil
+    end
+    return raw
+end
+
+local function native_done(rec, kind, status, syscall)
+    local src, raw, dst = rec.src, rec.dst, rec.tls
+    if src._npipe == rec then src._npipe = false end
+    if raw._npipe_out == rec then raw._npipe_out = false end
+    rec.done = true
+    if raw._ptr then raw.bytesWritten = C.luvd_stream_bytes_written(raw._ptr) end
+    if kind == PIPE_END then
+        if rec.finish then
+            if type(src._readableState) == "table" then
+                src:once("end", function() dst:finish() end)
+            else
+                dst:finish()
+            end
+        end
+        src:_nativeEnd(nil)
+    elseif kind == PIPE_SRC_ERROR then
+        src:_nativeEnd(errors.uv(status, syscall))
+    else
+        src:_nativeEnd(false)
+        local e = errors.uv(status, syscall or "write")
+        e.message = (syscall or "write") .. " " .. e.code
+        dst:destroy(e)
+    end
+end
+
+-- tls._nativePipe(src, dst[, opts]) -> dst when C took the pipe, else nil.
+-- src: a native source (see net.lua: _nativeSource, _nativeEnd).
+function tls._nativePipe(src, dst, opts)
+    local raw = native_ok(dst)
+    if not raw or type(src) ~= "table" or type(src._nativeSource) ~= "function" then
+        return nil
+    end
+    local sh, buffered = src:_nativeSource()
+    if not sh then return nil end
+    -- the fields luvd.net's native_unpipe reads, when the tcp socket goes
+    local rec = { src = src, dst = raw, tls = dst, ud = false, done = false, path = false,
+                  finish = not (opts and opts["end"] == false), opts = opts or false }
+    local ud = core.stream_pipe(sh, raw._handle, 262144, function(kind, status, syscall)
+        return native_done(rec, kind, status, syscall)
+    end, buffered or false, dst._conn)
+    if not ud then
+        if buffered then src:unshift(buffered) end
+        return nil
+    end
+    rec.ud = ud
+    if src._isNetSocket then src._npipe = rec end
+    raw._npipe_out = rec
+    dst:emit("pipe", src)
+    if type(src._readableState) == "table" and not src._readableState.flowing then
+        src:resume()
+    end
+    return dst
+end
+
 -- Information -----------------------------------------------------------------
 
 function TLSSocket:getPeerCertificate(detailed)

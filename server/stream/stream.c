@@ -656,6 +656,8 @@ struct luvd_npipe_s {
     int start_err; /* a failure while NP_STARTING */
     int refs;      /* the userdata, and one per chunk in flight */
     int cb_ref, self_ref, src_ref, dst_ref;
+    luvd_tls_t *tls; /* encrypts each chunk before dst (a TLS socket's tcp) */
+    int tls_ref;
 };
 
 /* File sources: enum for flags */
@@ -724,8 +726,10 @@ static void npipe_detach(luvd_npipe_t *p)
         luaL_unref(L, LUA_REGISTRYINDEX, p->src_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, p->dst_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, p->self_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, p->tls_ref);
     }
-    p->cb_ref = p->src_ref = p->dst_ref = p->self_ref = LUA_NOREF;
+    p->cb_ref = p->src_ref = p->dst_ref = p->self_ref = p->tls_ref = LUA_NOREF;
+    p->tls = NULL;
 }
 
 static void npipe_finish(luvd_npipe_t *p, int kind, int status, const char *syscall)
@@ -798,6 +802,28 @@ static void npipe_write_cb(luvd_write_t *w, int status)
     npipe_unref(p);
 }
 
+/* Takes c; returns the chunk of its records (c goes back), or NULL after
+ * reporting the failure. */
+static luvd_chunk_t *npipe_encrypt(luvd_npipe_t *p, luvd_chunk_t *c, size_t *n)
+{
+    const char *out;
+    size_t len;
+    luvd_chunk_t *e;
+    int rc = luvd__tls_encrypt(p->tls, c->data, *n, &out, &len);
+    chunk_put(p->ctx, c);
+    if (rc < 0) {
+        npipe_finish(p, NP_DST_ERROR, UV_EPROTO, "write");
+        return NULL;
+    }
+    if (!(e = chunk_get(p->ctx, len < CHUNK_SIZE ? CHUNK_SIZE : len))) {
+        npipe_finish(p, NP_DST_ERROR, UV_ENOMEM, "write");
+        return NULL;
+    }
+    memcpy(e->data, out, len);
+    *n = len;
+    return e;
+}
+
 /* Takes c. */
 static void npipe_write(luvd_npipe_t *p, luvd_chunk_t *c, size_t n)
 {
@@ -807,6 +833,8 @@ static void npipe_write(luvd_npipe_t *p, luvd_chunk_t *c, size_t n)
         chunk_put(p->ctx, c);
         return;
     }
+    if (p->tls && !(c = npipe_encrypt(p, c, &n)))
+        return;
     buf.base = c->data;
     buf.len = n;
     c->w.cb = npipe_write_cb;
@@ -1226,9 +1254,10 @@ static luvd_npipe_t *npipe_check(lua_State *L, int idx)
     return *ud;
 }
 
-/* stream_pipe(src, dst, hwm, cb[, first]) -> pipe, or nil and an error
- * code. src: a stream or a file source; dst: a stream; first: bytes to
- * write before the source's (what a Lua source had buffered). */
+/* stream_pipe(src, dst, hwm, cb[, first[, tls]]) -> pipe, or nil and an
+ * error code. src: a stream or a file source; dst: a stream; first: bytes
+ * to write before the source's (what a Lua source had buffered); tls: a
+ * secure TLS connection over dst that encrypts every chunk (first too). */
 static int l_pipe(lua_State *L)
 {
     luvd_stream_t *dst = luvd__stream_check(L, 2), *src = NULL;
@@ -1267,7 +1296,12 @@ static int l_pipe(lua_State *L)
     p->hwm = (size_t)hwm;
     p->refs = 1;
     p->flags = NP_STARTING;
+    p->tls_ref = LUA_NOREF;
     *ud = p;
+    if ((p->tls = luvd__tls_test(L, 6)) != NULL) {
+        lua_pushvalue(L, 6);
+        p->tls_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     lua_pushvalue(L, 1);
     p->src_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, 2);
@@ -1288,7 +1322,7 @@ static int l_pipe(lua_State *L)
     }
     if (fsrc) {
         fsrc->pipe = p;
-        if (dst->ops == &luvd__uv_stream_ops &&
+        if (dst->ops == &luvd__uv_stream_ops && !p->tls &&
             (dst->kind == LUVD_KIND_TCP || dst->kind == LUVD_KIND_PIPE))
             fsrc->flags |= FS_SENDFILE;
         if (!(p->flags & (NP_DONE | NP_PAUSED)))
