@@ -281,6 +281,12 @@ luvd_tls_t *luvd__tls_test(lua_State *L, int idx);
  * secure yet). */
 int luvd__tls_encrypt(luvd_tls_t *t, const char *data, size_t len, const char **out,
                       size_t *out_len);
+/* Feeds ciphertext; *plain and *plain_len get the plaintext, *out and *out_len the
+ * records to send back (tickets, alerts), both valid until the next call.
+ * Returns 1 when the peer sent close_notify, 0, or -1 when the engine
+ * failed (conn:error() in Lua tells why). */
+int luvd__tls_decrypt(luvd_tls_t *t, const char *data, size_t len, const char **plain,
+                      size_t *plain_len, const char **out, size_t *out_len);
 
 /* ---- process.c ---------------------------------------------------------- */
 int luvd__open_process(lua_State *L);

@@ -167,4 +167,105 @@ describe_tls("file -> TLS socket natively", function()
         rs:destroy()
         nh.close_server(server)
     end)
+    it("tlsSocket:pipe(file) decrypts 64 MB into the file with no Lua call per chunk", function()
+        testing.timeout(60000)
+        local server = tls.createServer({ key = c.server.key, cert = c.server.cert },
+            function(s) fs.createReadStream(big):pipe(s) end)
+        local _, port = nh.listen(server)
+        local out = tmp_path("from-tls")
+        local client, ws, cnt, stop
+        local closed = loop.continuation("close")
+        client = tls.connect({ host = "127.0.0.1", port = port, caFile = c.ca.certFile,
+                               servername = "localhost" }, function()
+            ws = fs.createWriteStream(out)
+            ws:on("close", closed)
+            ws:on("ready", function()
+                cnt = watch({ client, ws, client._raw })
+                stop = count_calls()
+                client:pipe(ws)
+            end)
+        end)
+        local ended = false
+        client:on("end", function()
+            ended = true
+            cnt.at_end = cnt.n -- then comes the client's own close_notify
+        end)
+        loop.wait(closed)
+        -- both ends are native here: the whole process makes only the calls of
+        -- the two pipes' set-up and end (about 900 for 8, 20 or 64 MB; 1024
+        -- chunks through Lua would make tens of thousands)
+        local calls = stop()
+        assert.equal(0, cnt.at_end)
+        assert.is_true(calls < 2000, "Lua calls while receiving: " .. calls)
+        assert.is_true(ended)
+        assert.equal(64 * MB, ws.bytesWritten)
+        assert.equal(big_sha, sha256(assert(fs.readFile(out))))
+        client:destroy()
+        os.remove(out)
+        nh.close_server(server)
+    end)
+
+    it("takes the Lua pipe when the TLS socket has a data listener", function()
+        local small = make_file(tmp_path("small2"), 1)
+        local server = tls.createServer({ key = c.server.key, cert = c.server.cert },
+            function(s) fs.createReadStream(small):pipe(s) end)
+        local _, port = nh.listen(server)
+        local out = tmp_path("lua-path")
+        local chunks, done = 0, false
+        local client
+        client = tls.connect({ host = "127.0.0.1", port = port, caFile = c.ca.certFile,
+                               servername = "localhost" }, function()
+            local ws = fs.createWriteStream(out)
+            ws:on("close", function() done = true end)
+            ws:on("ready", function()
+                client:on("data", function() chunks = chunks + 1 end)
+                client:pipe(ws)
+                assert.is_false(client._nfile)
+            end)
+        end)
+        testing.wait_until(function() return done end, 10000)
+        assert.is_true(chunks > 0)
+        assert.equal(assert(fs.readFile(small)), assert(fs.readFile(out)))
+        client:destroy()
+        os.remove(out)
+        os.remove(small)
+        nh.close_server(server)
+    end)
+
+    it("a peer reset while piping into a file: one error, the file closed", function()
+        testing.timeout(20000)
+        local server_sock
+        local server = tls.createServer({ key = c.server.key, cert = c.server.cert },
+            function(s)
+                server_sock = s
+                s:write(("x"):rep(MB))
+            end)
+        local _, port = nh.listen(server)
+        local out = tmp_path("reset")
+        local client, ws
+        local errs, got, closed = 0, nil, false
+        client = tls.connect({ host = "127.0.0.1", port = port, caFile = c.ca.certFile,
+                               servername = "localhost" }, function()
+            ws = fs.createWriteStream(out)
+            ws:on("close", function() closed = true end)
+            ws:on("ready", function() client:pipe(ws) end)
+        end)
+        client:on("error", function(e)
+            errs = errs + 1
+            got = e
+        end)
+        testing.wait_until(function() return ws and ws.bytesWritten + (client._nfile and 1 or 0) > 0
+            and server_sock end, 10000)
+        loop.sleep(100)
+        server_sock._raw:resetAndDestroy()
+        testing.wait_until(function() return client.destroyed end, 10000)
+        ws:destroy()
+        testing.wait_until(function() return closed end, 10000)
+        loop.sleep(20)
+        assert.is_true(errs <= 1)
+        if got then assert.equal("ECONNRESET", got.code) end
+        assert.is_false(ws.fd)
+        os.remove(out)
+        nh.close_server(server)
+    end)
 end)
