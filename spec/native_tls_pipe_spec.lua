@@ -232,6 +232,38 @@ describe_tls("file -> TLS socket natively", function()
         nh.close_server(server)
     end)
 
+    it("a TLS socket piped into two files gives both all of it (the Lua pipe)", function()
+        local small = make_file(tmp_path("small3"), 1)
+        local server = tls.createServer({ key = c.server.key, cert = c.server.cert },
+            function(s) fs.createReadStream(small):pipe(s) end)
+        local _, port = nh.listen(server)
+        local out1, out2 = tmp_path("two-1"), tmp_path("two-2")
+        local closed = 0
+        local client
+        client = tls.connect({ host = "127.0.0.1", port = port, caFile = c.ca.certFile,
+                               servername = "localhost" }, function()
+            local ws1, ws2 = fs.createWriteStream(out1), fs.createWriteStream(out2)
+            ws1:on("close", function() closed = closed + 1 end)
+            ws2:on("close", function() closed = closed + 1 end)
+            local ready = 0
+            local function both()
+                ready = ready + 1
+                if ready < 2 then return end
+                client:pipe(ws1)
+                client:pipe(ws2)
+            end
+            ws1:on("ready", both)
+            ws2:on("ready", both)
+        end)
+        testing.wait_until(function() return closed == 2 end, 10000)
+        local want = assert(fs.readFile(small))
+        assert.equal(want, assert(fs.readFile(out1)))
+        assert.equal(want, assert(fs.readFile(out2)))
+        client:destroy()
+        for _, p in ipairs({ small, out1, out2 }) do os.remove(p) end
+        nh.close_server(server)
+    end)
+
     it("a peer reset while piping into a file: one error, the file closed", function()
         testing.timeout(20000)
         local server_sock

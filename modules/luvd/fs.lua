@@ -894,7 +894,7 @@ ReadStream._construct = stream_open
 
 -- A destroy stops a kernel copy; the descriptor closes when it came back.
 local function splice_destroy(self, err, cb)
-    if self._splice then core.fs_splice_stop(self._splice) end
+    if self._splice and self._splice ~= true then core.fs_splice_stop(self._splice) end
     if self._zpipe then self._zpipe:stop() end
     return stream_destroy(self, err, cb)
 end
@@ -924,7 +924,7 @@ end
 -- bytes go from the pool to the socket in C, with no Lua call per chunk.
 function ReadStream:_nativeSource()
     local r = self._readableState
-    if not self.fd or self._io or self.destroyed or r.ended or r.decoder
+    if not self.fd or self._io or self._splice or self.destroyed or r.ended or r.decoder
         or self:listenerCount("data") > 0 or (not self.pos and not self.path) then
         return nil
     end
@@ -956,14 +956,15 @@ local splice_pipe -- below, with WriteStream
 -- their "ready".
 local function pipe_plain(self, dst, opts)
     local net = require "luvd.net"
-    local opener = not self.fd and self or (splice_pipe.waits(dst) and dst)
-    if not opener then
+    if self.fd then
+        local sp = self._splice
+        if sp and sp ~= true then core.fs_splice_stop(sp) end -- a later second pipe
         return splice_pipe(self, dst, opts) or net._nativePipe(self, dst, opts)
             or (type(dst) == "table" and dst._isTLSSocket
                 and require("luvd.tls")._nativePipe(self, dst, opts))
             or Readable.pipe(self, dst, opts)
     end
-    opener:once("ready", function()
+    self:once("ready", function()
         if self.destroyed then return end
         return pipe_plain(self, dst, opts)
     end)
@@ -983,7 +984,9 @@ end
 -- the stream goes on from there in Lua.
 function ReadStream:unpipe(dst)
     local sp = self._splice
-    if sp and (dst == nil or dst == self._splice_dst) then core.fs_splice_stop(sp) end
+    if sp and sp ~= true and (dst == nil or dst == self._splice_dst) then
+        core.fs_splice_stop(sp)
+    end
     return Readable.unpipe(self, dst)
 end
 
@@ -1115,29 +1118,50 @@ local function splice_ready(src, dst)
         return false
     end
     local r, w = src._readableState, dst._writableState
-    return src.fd and dst.fd and not src._io and not dst._io and not src._nsrc
+    return src.fd and (dst.fd or dst.pending) and not src._io and not dst._io
+        and not src._nsrc and not src._splice
         and not src.destroyed and not dst.destroyed and not r.ended and not r.decoder
         and r.length == 0 and #r.pipes == 0 and src:listenerCount("data") == 0
         and not w.ending and w.length == 0 and w.corked == 0 and not w.errored
 end
 
-splice_pipe = setmetatable({
-    -- whether dst is a WriteStream still opening its file
-    waits = function(dst)
-        return WriteStream:isInstance(dst) and not dst.fd and not dst.destroyed
-            and dst.pending and true or false
-    end,
-}, { __call = function(_, src, dst, opts)
+-- Decides once the destination is open and this tick's pipes are known:
+-- the kernel copy when dst is the only one, else the Lua pipe for all.
+local function splice_decide(src, dst)
+    if src._splice ~= true or src._splice_dst ~= dst then return end
+    local r, w = src._readableState, dst._writableState
+    local sp = #r.pipes == 1 and r.pipes[1] == dst and src.fd and dst.fd
+        and not src.destroyed and not dst.destroyed and not dst._io
+        and src:listenerCount("data") <= 1 -- the pipe's own
+        and w.length == 0 and w.corked == 0 and not w.errored
+        and core.fs_splice(src.fd, src.pos or -1, src._left == math.huge and -1
+            or src._left, dst.fd, dst.pos or -1, function(kind, status, syscall, n)
+                return splice_done(src, dst, kind, status, syscall, n)
+            end)
+    if sp then
+        src._splice, dst._splice = sp, sp
+        src._io, dst._io = true, true
+        return
+    end
+    src._splice, src._splice_dst = false, false
+    if not src.destroyed then src:push("") end -- clears `reading`: Lua reads now
+end
+
+-- splice_pipe(src, dst, opts) -> dst when it took the pipe (src open).
+-- The stream module's pipe is attached at once, with src's reads held
+-- (`_splice` true) until splice_decide ran on the tick after dst is open.
+splice_pipe = function(src, dst, opts)
     if not splice_ready(src, dst) then return nil end
-    local sp, code = core.fs_splice(src.fd, src.pos or -1, src._left == math.huge and -1
-        or src._left, dst.fd, dst.pos or -1, function(kind, status, syscall, n)
-            return splice_done(src, dst, kind, status, syscall, n)
-        end)
-    if not sp then return nil, code end
-    src._splice, dst._splice, src._splice_dst = sp, sp, dst
-    src._io, dst._io = true, true
-    return Readable.pipe(src, dst, opts)
-end })
+    src._splice, src._splice_dst = true, dst
+    Readable.pipe(src, dst, opts)
+    if dst.fd then
+        next_tick(splice_decide, src, dst)
+    else
+        dst:once("ready", function() next_tick(splice_decide, src, dst) end)
+        dst:once("close", function() splice_decide(src, dst) end) -- it never opened
+    end
+    return dst
+end
 
 function fs.createReadStream(path, opts) return ReadStream:new(path, opts) end
 function fs.createWriteStream(path, opts) return WriteStream:new(path, opts) end

@@ -950,11 +950,18 @@ local function sink_settle(rec, bytes)
     end
 end
 
--- rec:stop(): a destroy of either side (luvd.fs calls it for the file).
+-- rec:stop(): a destroy of either side (luvd.fs calls it for the file), or a
+-- second pipe: the tcp socket's reads are Lua's again from here on.
 function FileSink:stop()
     if self.settled then return end
     local now, bytes = core.file_sink_stop(self.ud)
     if now then sink_settle(self, bytes) end
+    self.src._nfile = false
+    local raw = self.src._raw
+    if not raw.destroyed and raw._reading then
+        raw._reading = false -- C stopped it
+        raw:push("")
+    end
 end
 
 local function sink_done(rec, kind, status, syscall, bytes)
@@ -1007,6 +1014,8 @@ local function file_sink_ok(self, dst)
 end
 
 function TLSSocket:pipe(dst, opts)
+    local nfile = self._nfile
+    if nfile then nfile:stop() end -- a second destination: the Lua pipe for both
     if file_sink_ok(self, dst) then
         local rec = setmetatable({ src = self, dst = dst, ud = false, settled = false },
             FileSink)
