@@ -324,6 +324,22 @@ int luvd_http_parser_finish(luvd_http_parser_t *p);
 const char *luvd_http_parser_error_name(luvd_http_parser_t *p);
 const char *luvd_http_parser_error_reason(luvd_http_parser_t *p);
 
+/* ---- tls/tls.c: the engine, for a native pipe into a TLS socket -------- */
+typedef struct luvd_tls_s luvd_tls_t;
+/* The connection userdata at idx, or NULL (not one, or freed). */
+luvd_tls_t *luvd__tls_test(lua_State *L, int idx);
+/* Encrypts len bytes; *out and *out_len get the records, valid until the
+ * next call on t. Returns 0, or -1 when the engine failed (or is not
+ * secure yet). */
+int luvd__tls_encrypt(luvd_tls_t *t, const char *data, size_t len, const char **out,
+                      size_t *out_len);
+/* Feeds ciphertext; *plain and *plain_len get the plaintext, *out and *out_len the
+ * records to send back (tickets, alerts), both valid until the next call.
+ * Returns 1 when the peer sent close_notify, 0, or -1 when the engine
+ * failed (conn:error() in Lua tells why). */
+int luvd__tls_decrypt(luvd_tls_t *t, const char *data, size_t len, const char **plain,
+                      size_t *plain_len, const char **out, size_t *out_len);
+
 /* ---- process.c ---------------------------------------------------------- */
 int luvd__open_process(lua_State *L);
 
