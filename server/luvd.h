@@ -283,12 +283,62 @@ extern const luvd_stream_ops_t luvd__uv_stream_ops;
 int luvd__tcp_init_client(luvd_stream_t *server, luvd_stream_t *client);
 int luvd__pipe_init_client(luvd_stream_t *server, luvd_stream_t *client);
 
+/* ---- parallel/clone.c: Lua values to flat bytes and back ------------------
+ * For messages between processes and threads (API.md "Cloning"); the format
+ * is described at the top of clone.c. */
+#define LUVD_CLONE_DEFAULT_LIMIT (64u * 1024 * 1024)
+enum luvd_clone_error {
+    LUVD_CLONE_EUNSUPPORTED = -1, /* a function, coroutine, userdata, cdata */
+    LUVD_CLONE_ETOOBIG = -2,      /* over buf->limit */
+    LUVD_CLONE_EDEPTH = -3,       /* nested too deeply */
+    LUVD_CLONE_ENOMEM = -4
+};
+typedef struct luvd_clone_buf_s {
+    char *data; /* malloc'd; owned by the buffer */
+    size_t len, cap;
+    size_t limit;     /* most bytes the buffer may hold */
+    const char *root; /* the value's name in error paths ("msg") */
+    char err[256];    /* why encoding failed */
+} luvd_clone_buf_t;
+void luvd__clone_buf_init(luvd_clone_buf_t *buf);
+void luvd__clone_buf_free(luvd_clone_buf_t *buf);
+/* Appends the value at idx to buf. Returns 0, or a luvd_clone_error with
+ * buf->err set; never raises, and leaves the Lua stack as it found it. */
+int luvd__clone_encode(lua_State *L, int idx, luvd_clone_buf_t *buf);
+/* Pushes the value in data (0), or an error message (-1) for bytes that
+ * are not one whole encoded value. Never raises on bad input. */
+int luvd__clone_decode(lua_State *L, const char *data, size_t len);
+int luvd__open_clone(lua_State *L);
+
 /* ---- http/server.c: FFI hot path (modules/luvd/http.lua), no lua_State --
  * conn: the connection's address as a number, as Lua got it with a request. */
 int luvd_http_send(double conn, const char *head, size_t hlen, const char *body, size_t blen,
                    int flags);
 void luvd_http_abort(double conn);
 void luvd_http_reading(double conn, int on);
+/* ---- http/parser.c: the client's llhttp response parser, FFI hot path ---- */
+typedef struct luvd_http_parser_s luvd_http_parser_t;
+void luvd_http_parser_reset(luvd_http_parser_t *p, int skip_body);
+int luvd_http_parser_execute(luvd_http_parser_t *p, const char *data, size_t from, size_t len);
+int luvd_http_parser_finish(luvd_http_parser_t *p);
+const char *luvd_http_parser_error_name(luvd_http_parser_t *p);
+const char *luvd_http_parser_error_reason(luvd_http_parser_t *p);
+
+/* ---- tls/tls.c: the engine, for a native pipe into a TLS socket -------- */
+typedef struct luvd_tls_s luvd_tls_t;
+/* The connection userdata at idx, or NULL (not one, or freed). */
+luvd_tls_t *luvd__tls_test(lua_State *L, int idx);
+/* Encrypts len bytes; *out and *out_len get the records, valid until the
+ * next call on t. Returns 0, or -1 when the engine failed (or is not
+ * secure yet). */
+int luvd__tls_encrypt(luvd_tls_t *t, const char *data, size_t len, const char **out,
+                      size_t *out_len);
+/* Feeds ciphertext; *plain and *plain_len get the plaintext, *out and *out_len the
+ * records to send back (tickets, alerts), both valid until the next call.
+ * Returns 1 when the peer sent close_notify, 0, or -1 when the engine
+ * failed (conn:error() in Lua tells why). */
+int luvd__tls_decrypt(luvd_tls_t *t, const char *data, size_t len, const char **plain,
+                      size_t *plain_len, const char **out, size_t *out_len);
 
 /* ---- process.c ---------------------------------------------------------- */
 int luvd__open_process(lua_State *L);

@@ -171,6 +171,7 @@ static int open_core(lua_State *L)
     luvd__open_http(L);
     luvd__open_http_parser(L);
     luvd__open_spawn(L);
+    luvd__open_clone(L);
     lua_pushlightuserdata(L, rt);
     lua_setfield(L, -2, "runtime");
     lua_pushboolean(L, rt->opts.is_main_thread);

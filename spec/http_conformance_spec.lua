@@ -1,12 +1,13 @@
 -- The HTTP server against malformed and hostile requests (the HTTP issue,
 -- item 7): each case of spec/support/http_cases.lua sends its exact bytes
--- on its own raw connection to one luvd.http server and must get its
+-- on its own raw connection to a luvd.http server and must get its
 -- expected answer (the statuses of the responses, then the server closing
--- the connection). The handler logs every call by connection, so a request
--- the server refused, or one smuggled behind it, that reaches the handler
--- fails its case. The cases run concurrently (started by the first spec
--- that needs them, each bounded by a read timeout), so the file takes a
--- few seconds even against a server that never answers.
+-- the connection; an error answer says Connection: close). The handler
+-- logs every call by connection, so a request the server refused, or one
+-- smuggled behind it, that reaches the handler fails its case. The cases
+-- run concurrently (started by the first spec that needs them, each
+-- bounded by a read timeout), so the file takes a few seconds even against
+-- a server that never answers.
 local http = require "luvd.http"
 local testing = require "luvd.testing"
 local raw = require "spec.support.http_raw"
@@ -14,17 +15,20 @@ local T = require "spec.support.http_cases"
 local helper = require "spec.helper"
 
 local cases = T.cases
--- before the server lands (luvd.http is a skeleton on this branch), the
--- cases are pending instead of failing
+-- without a server (luvd.http's skeleton) the cases are pending, not failing
 local it_server = http.createServer and it or pending
+-- a case with a `known` field (what the server answers today) is pending
+-- unless LUVD_HTTP_CONFORM_ALL=1, so the suite stays green while the
+-- server's author works through them
+local ALL = os.getenv("LUVD_HTTP_CONFORM_ALL") == "1"
+local function runs(c) return ALL or not c.known end
 local READ_TIMEOUT = 2500
 
-local server, port
+local servers = {}      -- the server, and the slow one for cases marked slow
 local started = false
 local results = {}      -- case index -> raw.send's result
 local finished = 0
-local calls = {}        -- client port -> handler log lines
-local urls = {}         -- every url the handler saw
+local calls = {}        -- client port (or "unknown") -> handler log lines
 
 local function handler(req, res)
     local sock = req.socket
@@ -32,7 +36,6 @@ local function handler(req, res)
     local log = calls[key]
     if not log then log = {}; calls[key] = log end
     log[#log + 1] = "call " .. tostring(req.method) .. " " .. tostring(req.url)
-    urls[#urls + 1] = tostring(req.url)
     local ok, body = pcall(req.body, req)
     if ok and type(body) == "string" then
         log[#log + 1] = req.method .. " " .. req.url .. " " .. #body
@@ -42,22 +45,46 @@ end
 
 local function start()
     if started then
-        assert(server, "the server did not start (see the first case)")
+        assert(servers[2], "the servers did not start (see the first case)")
         return
     end
     started = true
-    local s = http.createServer(T.server_options, handler)
-    local listening = false
-    s:listen(0, "127.0.0.1", function() listening = true end)
-    testing.wait_until(function() return listening end, 2000)
-    server, port = s, s:address().port
-    for i, c in ipairs(cases) do
-        raw.send(port, c.req, { timeout = READ_TIMEOUT, close_after = c.close_after },
-            function(r)
-                results[i] = r
-                finished = finished + 1
-            end)
+    local ports = {}
+    for k, opts in ipairs({ T.server_options, T.slow_server_options }) do
+        local s = http.createServer(opts, handler)
+        local listening = false
+        s:listen(0, "127.0.0.1", function() listening = true end)
+        testing.wait_until(function() return listening end, 2000)
+        servers[k], ports[k] = s, s:address().port
     end
+    -- the big cases go last, on their own, so that a loop busy with
+    -- hundreds of pipelined requests times none of the others out
+    local function big(c)
+        local n = 0
+        for _, p in ipairs(type(c.req) == "table" and c.req or { c.req }) do
+            n = n + (type(p) == "string" and #p or 0)
+        end
+        return n > 50000
+    end
+    local small_left = 0
+    local function launch(want_big, on_done)
+        for i, c in ipairs(cases) do
+            if big(c) == want_big then
+                local opts = { timeout = READ_TIMEOUT, close_after = c.close_after,
+                               half_close = c.half_close }
+                raw.send(ports[c.slow and 2 or 1], c.req, opts, function(r)
+                    results[i] = r
+                    finished = finished + 1
+                    if on_done then on_done() end
+                end)
+                if not want_big then small_left = small_left + 1 end
+            end
+        end
+    end
+    launch(false, function()
+        small_left = small_left - 1
+        if small_left == 0 then launch(true) end
+    end)
 end
 
 local function show(s)
@@ -68,7 +95,7 @@ local function show(s)
 end
 
 describe("http server conformance", function()
-    it("has at least 60 cases with unique names", function()
+    it("has at least 60 cases with unique names, a why wherever Node differs", function()
         assert.is_true(#cases >= 60, #cases .. " cases")
         local seen = {}
         for _, c in ipairs(cases) do
@@ -76,19 +103,35 @@ describe("http server conformance", function()
             seen[c.name] = true
             assert.is_not_nil(c.expect, c.name)
             assert.is_not_nil(c.node, c.name)
+            if tostring(c.expect) ~= tostring(c.node):match("^[^|]*[^ |]") then
+                assert.is_string(c.why, c.name .. ": differs from Node without a why")
+            end
         end
     end)
 
     for i, c in ipairs(cases) do
-        it_server(("%03d %s -> %s"):format(i, c.name, tostring(c.expect)), function()
-            testing.timeout(READ_TIMEOUT + 4000)
+        local want = tostring(c.expect)
+        local n200 = select(2, want:gsub("200", ""))
+        local title = ("%03d %s -> %s"):format(i, c.name,
+            n200 > 3 and ("%d x 200"):format(n200) .. want:gsub("200 ?", "") or want)
+        local it_case = runs(c) and it_server or function(t)
+            pending(t .. " (known failure: " .. c.known .. ")")
+        end
+        it_case(title, function()
+            testing.timeout(2 * READ_TIMEOUT + 4000)
             start()
-            testing.wait_until(function() return results[i] ~= nil end, READ_TIMEOUT + 3000)
+            testing.wait_until(function() return results[i] ~= nil end, 2 * READ_TIMEOUT + 3000)
             local r = results[i]
             local detail = ("%s\n  got %q (node: %s)\n  response bytes: %s"):format(c.name,
                 r.outcome, tostring(c.node), show(r.data))
             assert.is_nil(r.error, detail)
             assert.equal(tostring(c.expect), r.outcome, detail)
+            -- an error answer says the connection closes
+            local st, _, heads = raw.parse(r.data)
+            if #st > 0 and tonumber(st[#st]) >= 400 then
+                assert.truthy(heads[#heads]:find("\r\nconnection: *close"),
+                    "no Connection: close in " .. detail)
+            end
 
             -- the handler saw exactly the requests the case allows
             local log = calls[r.local_port] or {}
@@ -111,16 +154,23 @@ describe("http server conformance", function()
     end
 
     it_server("ran every case, and no smuggled request reached the handler", function()
-        testing.timeout(READ_TIMEOUT + 4000)
+        testing.timeout(2 * READ_TIMEOUT + 4000)
         start()
-        testing.wait_until(function() return finished == #cases end, READ_TIMEOUT + 3000)
-        for _, url in ipairs(urls) do
-            assert.is_nil(url:find("smuggled", 1, true), "the handler saw " .. url)
+        testing.wait_until(function() return finished == #cases end, 2 * READ_TIMEOUT + 3000)
+        local bad = {}
+        for i, c in ipairs(cases) do
+            for _, line in ipairs(runs(c) and calls[results[i].local_port] or {}) do
+                if line:find("smuggled", 1, true) then bad[#bad + 1] = c.name .. ": " .. line end
+            end
         end
+        for _, line in ipairs(calls.unknown or {}) do
+            if line:find("smuggled", 1, true) then bad[#bad + 1] = "?: " .. line end
+        end
+        assert(#bad == 0, "smuggled requests reached the handler:\n  " .. table.concat(bad, "\n  "))
         assert.is_nil(calls.unknown, "req.socket.remotePort missing")
-        local closed = false
-        server:close(function() closed = true end)
-        testing.wait_until(function() return closed end, 2000)
+        local closed = 0
+        for _, s in ipairs(servers) do s:close(function() closed = closed + 1 end) end
+        testing.wait_until(function() return closed == #servers end, 2000)
     end)
 
     local status = os.execute("node --version >/dev/null 2>&1")

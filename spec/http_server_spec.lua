@@ -91,6 +91,21 @@ local s = http.createServer(function(req, res)
         res:finish("three")
     elseif req.path == "/query" then
         res:finish(req.query.a .. "+" .. req.query.b)
+    elseif req.path == "/big" then
+        -- 20 MB in 64 KB writes, waiting for "drain" when write says so
+        local chunk = ("x"):rep(65536)
+        local k
+        res:on("drain", function() if k then local f = k; k = nil; f() end end)
+        for _ = 1, 320 do
+            if not res:write(chunk) then
+                k = require("luvd.loop").continuation("drain")
+                require("luvd.loop").wait(k)
+            end
+        end
+        res:finish()
+    elseif req.path == "/file" then
+        res:setHeader("Content-Type", "text/plain")
+        require("luvd.fs").createReadStream(req.query.path):pipe(res)
     else
         res:setHeader("Content-Type", "text/plain")
         res:finish("Hello World\n")
@@ -189,6 +204,21 @@ describe("http server with real clients", function()
         assert.matches("\r\n\r\n4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n$", out)
     end)
 
+    it_curl("streams 20 MB through res:write with drain, and a file through pipe", function()
+        local out, err, code = h.sh(("curl -s -o /dev/null -w '%%{size_download} %%{http_code}' "
+            .. "--limit-rate 20M http://127.0.0.1:%d/big"):format(child.port))
+        assert.equal(0, code, err)
+        assert.equal(tostring(320 * 65536) .. " 200", out)
+        local me = debug.getinfo(1, "S").source:sub(2)
+        local f = assert(io.open(me, "rb"))
+        local want = f:read("*a")
+        f:close()
+        out, err, code = h.sh(("curl -s http://127.0.0.1:%d/file?path=%s"):format(child.port,
+            h.quote(me)))
+        assert.equal(0, code, err)
+        assert.equal(want, out)
+    end)
+
     it_node("serves Node's http client: keep-alive agent, POST, query", function()
         local js = [[
 const http = require('http');
@@ -281,15 +311,40 @@ describe("http server framing", function()
                     end)
                 else
                     got[#got + 1] = assert(req:body())
+                    got[#got + 1] = req.trailers
                     res:finish("read")
                 end
             end)
-            local body = "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+            local body = "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\nEmpty:\r\n"
+                .. "x-trailer: u\r\n\r\n"
             local head = "POST %s HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
             local r = exchange(port, { head:format("/body"), 20, body, head:format("/stream"),
                 20, body }, { close_after = 2 })
             assert.same({ "read", "streamed" }, bodies(r.data))
-            assert.same({ "hello world", "hello world" }, got)
+            assert.same({ "hello world", { ["x-trailer"] = "t, u", empty = "" },
+                "hello world" }, got)
+            close(s)
+        end)
+
+    it("streams a 4 MB upload to a slow reader with backpressure, then serves the next request",
+        function()
+            testing.timeout(20000)
+            local sizes = {}
+            local s, port = serve(nil, function(req, res)
+                local n, chunks = 0, 0
+                for chunk in req:iter() do
+                    n = n + #chunk
+                    chunks = chunks + 1
+                    if chunks % 8 == 0 then loop.sleep(1) end
+                end
+                sizes[#sizes + 1] = n
+                res:finish(tostring(n))
+            end)
+            local body = ("0123456789abcdef"):rep(262144)
+            local r = exchange(port, { "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: "
+                .. #body .. "\r\n\r\n", body, get("/after") }, { close_after = 2, timeout = 15000 })
+            assert.same({ tostring(#body), "0" }, bodies(r.data))
+            assert.same({ #body, 0 }, sizes)
             close(s)
         end)
 
@@ -304,6 +359,21 @@ describe("http server framing", function()
         assert.matches("^HTTP/1.1 200 OK\r\n", r.data)
         assert.matches("Content%-Length: 12\r\n", r.data)
         assert.matches("\r\n\r\n$", r.data)
+        -- HEAD with a streamed body: a chunked head, and not even the last chunk
+        s:close()
+        s, port = serve(nil, function(_, res)
+            res:write("streamed")
+            res:finish()
+        end)
+        r = exchange(port, "HEAD / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        assert.is_true(r.closed)
+        assert.matches("Transfer%-Encoding: chunked\r\n", r.data)
+        assert.matches("\r\n\r\n$", r.data)
+        s:close()
+        s, port = serve(nil, function(req, res)
+            if req.path == "/none" then res.statusCode = 204 end
+            res:finish("twelve bytes")
+        end)
         r = exchange(port, get("/none") .. get("/"), { close_after = 2 })
         assert.equal("204 200", r.outcome)
         local second = r.data:match("^(.-\r\n\r\n)")
@@ -359,12 +429,102 @@ describe("http server framing", function()
         close(s)
     end)
 
+    it("listens on a Unix socket path too", function()
+        local path = os.tmpname()
+        os.remove(path)
+        local s = http.createServer(function(req, res) res:finish("unix " .. req.url) end)
+        local k = loop.continuation("listen")
+        s:listen({ path = path }, k)
+        loop.wait(k)
+        local c = net.connect(path)
+        local data = ""
+        c:on("data", function(d) data = data .. d end)
+        c:write(get("/u"))
+        testing.wait_until(function() return data:find("unix /u$") ~= nil end)
+        c:destroy()
+        close(s)
+        os.remove(path)
+    end)
+
     it("closes an idle keep-alive connection after keepAliveTimeout", function()
         local s, port = serve({ keepAliveTimeout = 100 }, function(_, res) res:finish("x") end)
         local r = exchange(port, get("/"))
         assert.equal("200", r.outcome)
         assert.is_true(r.closed)
         assert.matches("Keep%-Alive: timeout=0\r\n", r.data)
+        close(s)
+    end)
+end)
+
+describe("http server response API", function()
+    it("writeHead with headers, getHeader/removeHeader, and \"request\" listeners", function()
+        local s = http.createServer()
+        local listened = 0
+        s:on("request", function(req, res)
+            listened = listened + 1
+            res:setHeader("X-Gone", "1")
+            res:setHeader("x-multi", { "a", "b" })
+            assert.equal("1", res:getHeader("x-gone"))
+            assert.is_true(res:hasHeader("X-GONE"))
+            res:removeHeader("X-Gone")
+            assert.is_false(res:hasHeader("x-gone"))
+            res:writeHead(201, "Made", { ["Content-Type"] = "text/x" })
+            assert.is_true(res.headersSent)
+            assert.has_error(function() res:setHeader("X-Late", "1") end)
+            res:finish(req.method)
+        end)
+        local k = loop.continuation("listen")
+        s:listen(0, "127.0.0.1", k)
+        loop.wait(k)
+        local r = exchange(s:address().port, get("/"), { close_after = 1 })
+        assert.equal(1, listened)
+        assert.matches("^HTTP/1.1 201 Made\r\n", r.data)
+        assert.matches("x%-multi: a\r\nx%-multi: b\r\n", r.data)
+        assert.matches("Content%-Type: text/x\r\n", r.data)
+        assert.matches("Content%-Length: 3\r\n", r.data)
+        assert.is_nil(r.data:find("X-Gone", 1, true))
+        assert.matches("\r\n\r\nGET$", r.data)
+        close(s)
+    end)
+
+    it("emits \"connection\" with a socket when a listener was added before listen", function()
+        local s = http.createServer(function(req, res) res:finish(req.socket.remoteAddress) end)
+        local sockets = 0
+        s:on("connection", function(socket)
+            sockets = sockets + 1
+            assert.equal("127.0.0.1", socket.remoteAddress)
+        end)
+        local k = loop.continuation("listen")
+        s:listen(0, "127.0.0.1", k)
+        loop.wait(k)
+        local r = exchange(s:address().port, get("/") .. get("/"), { close_after = 2 })
+        assert.same({ "127.0.0.1", "127.0.0.1" }, bodies(r.data))
+        assert.equal(1, sockets)
+        close(s)
+    end)
+
+    it("raises at once on misuse: CR LF in a value, a bad name, write after finish", function()
+        local errs = {}
+        local s, port = serve(nil, function(_, res)
+            for _, f in ipairs {
+                function() res:setHeader("X", "a\r\nInjected: 1") end,
+                function() res:setHeader("Bad Name", "1") end,
+                function() res:writeHead(99) end,
+            } do
+                local ok, e = pcall(f)
+                errs[#errs + 1] = not ok and tostring(e) or "no error"
+            end
+            res:finish("x")
+            local ok, e = pcall(res.write, res, "y")
+            errs[#errs + 1] = not ok and tostring(e) or "no error"
+        end)
+        local r = exchange(port, get("/"), { close_after = 1 })
+        assert.equal("200", r.outcome)
+        assert.matches("ERR_INVALID_CHAR", errs[1])
+        assert.matches("header name", errs[2])
+        assert.matches("ERR_HTTP_INVALID_STATUS_CODE", errs[3])
+        assert.matches("ERR_STREAM_WRITE_AFTER_END", errs[4])
+        assert.is_nil(r.data:find("Injected", 1, true))
         close(s)
     end)
 end)
@@ -601,6 +761,45 @@ describe("http server errors, close and upgrade", function()
             c:destroy()
             close(s)
         end)
+end)
+
+describe("http server over a fed connection", function()
+    it("serves HTTPS: tls.createServer's sockets fed to the same C core", function()
+        local certs = require("spec.support.tls_certs").make()
+        local tls = require "luvd.tls"
+        local hs = http.createServer({ maxHeaderSize = 1024 }, function(req, res)
+            if req.path == "/later" then loop.sleep(20) end
+            res:finish("secure " .. req.method .. " " .. req.url .. " " .. (req:body() or ""))
+        end)
+        local ts = tls.createServer({ key = certs.server.key, cert = certs.server.cert },
+            function(sock) hs:_serveDuplex(sock) end)
+        local k = loop.continuation("listen")
+        ts:listen(0, "127.0.0.1", k)
+        loop.wait(k)
+        local function ask(payload)
+            local c = tls.connect { port = ts:address().port, host = "127.0.0.1",
+                rejectUnauthorized = false }
+            local data, closed = "", false
+            c:on("data", function(d) data = data .. d end)
+            c:on("close", function() closed = true end)
+            c:on("error", function() end)
+            c:write(payload)
+            return function() return data, closed end, c
+        end
+        local got, c = ask(get("/later") .. "POST /p HTTP/1.1\r\nHost: a\r\n"
+            .. "Content-Length: 4\r\n\r\nbody")
+        testing.wait_until(function() return #bodies(got()) == 2 end)
+        assert.same({ "secure GET /later ", "secure POST /p body" }, bodies(got()))
+        c:destroy()
+        -- bad input gets its status over TLS too, then the close
+        local got2 = ask("GET / HTTP/1.1\r\nHost: a\r\nX: " .. ("y"):rep(2000) .. "\r\n\r\n")
+        testing.wait_until(function() return select(2, got2()) end)
+        assert.matches("^HTTP/1.1 431 ", (got2()))
+        local closed = false
+        ts:close(function() closed = true end)
+        testing.wait_until(function() return closed end)
+        require("spec.support.tls_certs").remove(certs)
+    end)
 end)
 
 describe("http server hot path", function()

@@ -1,10 +1,12 @@
-// File -> TCP socket on 127.0.0.1: a client sends an N MB file (made once
-// in TMPDIR, kept for later runs) with fs.createReadStream(f).pipe(socket);
-// the server counts the bytes. ops = MB/s from connect to the server's
-// 'end'. check = bytes received.
+// File -> TCP socket on 127.0.0.1: fs.createReadStream(f).pipe(socket) of
+// an N MB file (made once in TMPDIR, kept for later runs) into a sink in
+// another process (sink.js: reads into nothing). ops = MB/s from connect
+// until the sink has counted every byte. check = bytes the sink got.
 'use strict';
 const fs = require('fs');
 const net = require('net');
+const path = require('path');
+const { spawn, execSync } = require('child_process');
 const N = Number(process.argv[2]) || 1024;
 const now = process.hrtime.bigint;
 const MB = 1024 * 1024;
@@ -23,21 +25,24 @@ if (size !== N * MB) {
   fs.closeSync(fd);
   fs.renameSync(file + '.tmp', file);
 }
+execSync(`cat '${file}' > /dev/null`);
 
-let t0, received = 0;
-const server = net.createServer((socket) => {
-  socket.on('data', (d) => { received += d.length; });
-  socket.on('end', () => {
-    const dt = Number(now() - t0) / 1e9;
-    server.close();
-    console.log('check ' + received.toFixed(0));
-    console.log((received / MB / dt).toFixed(0));
-  });
+const sink = spawn(process.execPath, [path.join(__dirname, 'sink.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
+let out = '';
+let t0;
+sink.stdout.on('data', (d) => {
+  out += d;
+  const lines = out.split('\n');
+  if (t0 === undefined && lines.length > 1) {
+    t0 = now();
+    const c = net.connect(Number(lines[0]), '127.0.0.1', () => {
+      fs.createReadStream(file).pipe(c);
+    });
+  }
 });
-
-server.listen(0, '127.0.0.1', () => {
-  t0 = now();
-  const c = net.connect(server.address().port, '127.0.0.1', () => {
-    fs.createReadStream(file).pipe(c);
-  });
+sink.on('close', () => {
+  const dt = Number(now() - t0) / 1e9;
+  const got = Number(out.split('\n')[1].replace('got ', ''));
+  console.log('check ' + got.toFixed(0));
+  console.log((N / dt).toFixed(0));
 });

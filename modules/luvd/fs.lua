@@ -883,15 +883,25 @@ function ReadStream:initialize(path, opts)
     self._after_io = false
     self._on_read = function(err, data) return on_read(self, err, data) end
     self._nsrc, self._nstart = false, 0 -- the native source while piped in C
+    self._splice = false -- the kernel copy into a WriteStream (fs_splice)
+    self._splice_dst = false
+    self._zpipe = false -- the native zlib pipe reading the file (luvd.zlib)
     Readable.initialize(self, { highWaterMark = hwm, encoding = opts.encoding,
                                 emitClose = opts.emitClose, autoDestroy = opts.autoDestroy })
 end
 
 ReadStream._construct = stream_open
-ReadStream._destroy = stream_destroy
+
+-- A destroy stops a kernel copy; the descriptor closes when it came back.
+local function splice_destroy(self, err, cb)
+    if self._splice and self._splice ~= true then core.fs_splice_stop(self._splice) end
+    if self._zpipe then self._zpipe:stop() end
+    return stream_destroy(self, err, cb)
+end
+ReadStream._destroy = splice_destroy
 
 function ReadStream:_read(size)
-    if self._nsrc then return end -- C is reading the file for a native pipe
+    if self._nsrc or self._splice or self._zpipe then return end -- C reads it (native pipe)
     local want = self._chunk
     if size and size > 0 and size < want then want = size end
     if self._left < want then want = self._left end
@@ -914,7 +924,7 @@ end
 -- bytes go from the pool to the socket in C, with no Lua call per chunk.
 function ReadStream:_nativeSource()
     local r = self._readableState
-    if not self.fd or self._io or self.destroyed or r.ended or r.decoder
+    if not self.fd or self._io or self._splice or self.destroyed or r.ended or r.decoder
         or self:listenerCount("data") > 0 or (not self.pos and not self.path) then
         return nil
     end
@@ -939,17 +949,45 @@ function ReadStream:_nativeEnd(err)
     end
 end
 
--- pipe(dst[, opts]): natively into a socket when it can, else as any
--- Readable. Before the file is open the choice waits for "ready".
-function ReadStream:pipe(dst, opts)
+local splice_pipe -- below, with WriteStream
+
+-- pipe(dst[, opts]): natively into a socket or a WriteStream when it can,
+-- else as any Readable. Before both files are open the choice waits for
+-- their "ready".
+local function pipe_plain(self, dst, opts)
     local net = require "luvd.net"
     if self.fd then
-        return net._nativePipe(self, dst, opts) or Readable.pipe(self, dst, opts)
+        local sp = self._splice
+        if sp and sp ~= true then core.fs_splice_stop(sp) end -- a later second pipe
+        return splice_pipe(self, dst, opts) or net._nativePipe(self, dst, opts)
+            or (type(dst) == "table" and dst._isTLSSocket
+                and require("luvd.tls")._nativePipe(self, dst, opts))
+            or Readable.pipe(self, dst, opts)
     end
     self:once("ready", function()
-        if not net._nativePipe(self, dst, opts) then Readable.pipe(self, dst, opts) end
+        if self.destroyed then return end
+        return pipe_plain(self, dst, opts)
     end)
     return dst
+end
+ReadStream._pipePlain = pipe_plain -- without the zlib look-ahead
+
+function ReadStream:pipe(dst, opts)
+    if type(dst) == "table" and dst._znative == false and not self._zpipe then
+        -- a zlib stream: wait for its sink (see luvd.zlib, native pipes)
+        if require("luvd.zlib")._nativeHead(self, dst, opts) then return dst end
+    end
+    return pipe_plain(self, dst, opts)
+end
+
+-- unpipe([dst]) stops a kernel copy too: the bytes it moved stay written,
+-- the stream goes on from there in Lua.
+function ReadStream:unpipe(dst)
+    local sp = self._splice
+    if sp and sp ~= true and (dst == nil or dst == self._splice_dst) then
+        core.fs_splice_stop(sp)
+    end
+    return Readable.unpipe(self, dst)
 end
 
 local WriteStream = Writable:extend("WriteStream")
@@ -989,6 +1027,8 @@ function WriteStream:initialize(path, opts)
     self._io = false
     self._after_io = false
     self._wcb = false
+    self._splice = false
+    self._zpipe = false
     self._on_write = function(err, n) return on_write(self, err, n) end
     Writable.initialize(self, { highWaterMark = opts.highWaterMark, emitClose = opts.emitClose,
                                 autoDestroy = opts.autoDestroy,
@@ -996,7 +1036,7 @@ function WriteStream:initialize(path, opts)
 end
 
 WriteStream._construct = stream_open
-WriteStream._destroy = stream_destroy
+WriteStream._destroy = splice_destroy
 
 function WriteStream:_write(chunk, _, cb)
     self._wcb = cb
@@ -1027,6 +1067,100 @@ end
 function WriteStream:close(cb)
     if cb then self:once("close", cb) end
     if not self.writableEnded and not self.destroyed then self:finish() end
+end
+
+-- File to file in the kernel. A ReadStream piped into a WriteStream with
+-- nothing in between (no "data" listener, no encoding, nothing buffered on
+-- either side, no subclass writing its own way) is copied by
+-- core.fs_splice (copy_file_range on the pool, read/write where the kernel
+-- refuses): no chunk enters Lua. The pipe's wiring is the stream module's
+-- own, so the events are those of the chunked pipe ("pipe", "end",
+-- "finish", "unpipe", "close"), only without "data". Both descriptors count
+-- as busy meanwhile, so a destroy closes them once the copy came back.
+local SPLICE_END, SPLICE_SRC_ERROR = core.SPLICE_END, core.SPLICE_SRC_ERROR
+local SPLICE_DST_ERROR = core.SPLICE_DST_ERROR
+
+local function after_io(self)
+    self._io = false
+    local after = self._after_io
+    if after then
+        self._after_io = false
+        after()
+    end
+end
+
+local function splice_done(src, dst, kind, status, syscall, n)
+    src._splice, dst._splice, src._splice_dst = false, false, false
+    src.bytesRead, src._left = src.bytesRead + n, src._left - n
+    if src.pos then src.pos = src.pos + n end
+    dst.bytesWritten = dst.bytesWritten + n
+    if dst.pos then dst.pos = dst.pos + n end
+    after_io(src)
+    after_io(dst)
+    if kind == SPLICE_DST_ERROR then
+        if not dst.destroyed then dst:destroy(errors.uv(status, syscall)) end
+        if not src.destroyed then src:unpipe(dst) end
+    elseif src.destroyed then
+        return
+    elseif kind == SPLICE_END then
+        src:push(nil)
+    elseif kind == SPLICE_SRC_ERROR then
+        src:destroy(errors.uv(status, syscall))
+    else
+        src:push("") -- stopped: clears `reading`, Lua reads from here on
+    end
+end
+
+local function splice_ready(src, dst)
+    -- a subclass that writes its own way takes the chunks
+    local cls = WriteStream:isInstance(dst) and getmetatable(dst)
+    if not cls or cls._write ~= WriteStream._write or cls._writev ~= WriteStream._writev then
+        return false
+    end
+    local r, w = src._readableState, dst._writableState
+    return src.fd and (dst.fd or dst.pending) and not src._io and not dst._io
+        and not src._nsrc and not src._splice
+        and not src.destroyed and not dst.destroyed and not r.ended and not r.decoder
+        and r.length == 0 and #r.pipes == 0 and src:listenerCount("data") == 0
+        and not w.ending and w.length == 0 and w.corked == 0 and not w.errored
+end
+
+-- Decides once the destination is open and this tick's pipes are known:
+-- the kernel copy when dst is the only one, else the Lua pipe for all.
+local function splice_decide(src, dst)
+    if src._splice ~= true or src._splice_dst ~= dst then return end
+    local r, w = src._readableState, dst._writableState
+    local sp = #r.pipes == 1 and r.pipes[1] == dst and src.fd and dst.fd
+        and not src.destroyed and not dst.destroyed and not dst._io
+        and src:listenerCount("data") <= 1 -- the pipe's own
+        and w.length == 0 and w.corked == 0 and not w.errored
+        and core.fs_splice(src.fd, src.pos or -1, src._left == math.huge and -1
+            or src._left, dst.fd, dst.pos or -1, function(kind, status, syscall, n)
+                return splice_done(src, dst, kind, status, syscall, n)
+            end)
+    if sp then
+        src._splice, dst._splice = sp, sp
+        src._io, dst._io = true, true
+        return
+    end
+    src._splice, src._splice_dst = false, false
+    if not src.destroyed then src:push("") end -- clears `reading`: Lua reads now
+end
+
+-- splice_pipe(src, dst, opts) -> dst when it took the pipe (src open).
+-- The stream module's pipe is attached at once, with src's reads held
+-- (`_splice` true) until splice_decide ran on the tick after dst is open.
+splice_pipe = function(src, dst, opts)
+    if not splice_ready(src, dst) then return nil end
+    src._splice, src._splice_dst = true, dst
+    Readable.pipe(src, dst, opts)
+    if dst.fd then
+        next_tick(splice_decide, src, dst)
+    else
+        dst:once("ready", function() next_tick(splice_decide, src, dst) end)
+        dst:once("close", function() splice_decide(src, dst) end) -- it never opened
+    end
+    return dst
 end
 
 function fs.createReadStream(path, opts) return ReadStream:new(path, opts) end

@@ -23,7 +23,8 @@
 --     maxRequestsPerSocket  requests per connection, then Connection: close
 --                      (default 0 = no limit)
 --   Events: "request"(req, res), "upgrade"(req, socket, head),
---   "connect"(req, socket, head) for CONNECT, "clientError"(err) for bad
+--   "connect"(req, socket, head) for CONNECT, "connection"(socket) when a
+--   listener was added before listen(), "clientError"(err) for bad
 --   input C answered itself (err.status, err.message), "listening",
 --   "close", "error".
 --   Each request's handler runs in its own coroutine; coroutines are reused.
@@ -40,6 +41,11 @@
 --   writeHead(status[, message][, headers]), write(chunk[, cb]),
 --   finish([chunk][, cb]), addTrailers(t), flushHeaders(), destroy();
 --   events "finish", "close", "drain".
+--
+-- HTTPS (for luvd.https): server:_serveDuplex(tlsSocket) serves HTTP over
+--   any connected Duplex: its chunks are fed to the same C core (parser,
+--   guards, limits, timeouts, pipelining), responses are written back to it;
+--   an upgrade hands the Duplex itself to the "upgrade" listener.
 --
 -- Performance: a request costs one call from C (the head, with the header
 -- table built in C), a pre-shaped req and res, and for res:finish(body) one
@@ -75,8 +81,9 @@ double luvd_now(struct luvd_runtime_s *rt);
 local C = ffi.C
 local rt = loop.rt
 
-local EV_HEAD, EV_BODY, EV_END, EV_DRAIN, EV_CLOSE, EV_DRAINED, EV_CLIENT_ERR =
-    1, 2, 3, 4, 5, 6, 7
+local EV_HEAD, EV_BODY, EV_END, EV_DRAIN, EV_CLOSE, EV_DRAINED, EV_CLIENT_ERR, EV_CONNECTION =
+    1, 2, 3, 4, 5, 6, 7, 8
+local EV_VWRITE, EV_VEND = 9, 10
 local HF_KEEPALIVE, HF_BODY, HF_UPGRADE, HF_CLOSING = 1, 2, 4, 8
 local SF_END, SF_CHUNKED, SF_CLOSE = 1, 2, 4
 
@@ -305,7 +312,9 @@ local function make_raw_headers(raw)
     return list
 end
 
-local function make_socket(c)
+local function make_socket(c, server)
+    local fed = c and server and server._virtual[c]
+    if fed then return fed end
     local ud = c and core.http_socket(c)
     if not ud then return nil end
     return net.Socket:new { handle = ud, kind = "tcp" }
@@ -321,7 +330,7 @@ IncomingMessage.__index = function(self, k)
         rawset(self, k, v)
         return v
     elseif k == "socket" or k == "connection" then
-        local v = make_socket(rawget(self, "_c"))
+        local v = make_socket(rawget(self, "_c"), rawget(self, "_server"))
         rawset(self, "socket", v)
         return v
     elseif k == "query" then
@@ -467,6 +476,7 @@ local function new_response(server, c, req, keep, minor, head_only)
     return setmetatable({
         statusCode = 200,
         headersSent = false,
+        _sent = false,     -- the head went out (headersSent is true from writeHead)
         finished = false,
         writableEnded = false,
         req = req,
@@ -642,6 +652,7 @@ function ServerResponse:writeHead(status, message, headers)
         end
     end
     self._wroteHead = true
+    self.headersSent = true
     return self
 end
 
@@ -693,6 +704,7 @@ local function build_head(self, body_len)
     end
     b:put("\r\n")
     self.headersSent = true
+    self._sent = true
     self._keep = keep
     return keep
 end
@@ -744,12 +756,12 @@ function ServerResponse:finish(chunk, enc, cb)
     local len = #chunk
     local body_len = len
     if self._headOnly then len = 0 end
-    if not self.headersSent then
+    if not self._sent then
         local keep = build_head(self, body_len)
         if self._noBody then len = 0 end
         local p, n = hbuf:ref()
         C.luvd_http_send(c, p, n, chunk, len, keep and SF_END or SF_END + SF_CLOSE)
-    elseif self._chunked then
+    elseif self._chunked and not self._headOnly then
         local t = self._trailers or EMPTY
         C.luvd_http_send(c, t, #t, chunk, len, SF_END + SF_CHUNKED)
     else
@@ -782,7 +794,7 @@ function ServerResponse:write(chunk, enc, cb)
     local len = #chunk
     if self._headOnly then len = 0 end
     local rc
-    if not self.headersSent then
+    if not self._sent then
         build_head(self, nil)
         if self._noBody then len = 0 end
         local p, n = hbuf:ref()
@@ -803,7 +815,7 @@ function ServerResponse:write(chunk, enc, cb)
 end
 
 function ServerResponse:flushHeaders()
-    if self.headersSent or not self._c then return end
+    if self._sent or not self._c then return end
     build_head(self, nil)
     local p, n = hbuf:ref()
     C.luvd_http_send(self._c, p, n, nil, 0, 0)
@@ -845,7 +857,7 @@ ServerResponse.__index = function(self, k)
     local m = ServerResponse[k]
     if m ~= nil then return m end
     if k == "socket" or k == "connection" then
-        local v = make_socket(rawget(self, "_c"))
+        local v = make_socket(rawget(self, "_c"), rawget(self, "_server"))
         rawset(self, "socket", v)
         return v
     end
@@ -863,10 +875,11 @@ end
 handler_failed = function(_, res, err)
     log_error(err)
     if not res or res.finished or not res._c then return end
-    if res.headersSent then
+    if res._sent then
         res:destroy()
         return
     end
+    res.headersSent = false
     res._hn, res._h, res._hf = 0, false, 0
     res.statusCode = 500
     res.statusMessage = false
@@ -916,6 +929,7 @@ function Server:initialize(opts, handler)
     self._closing = false
     self._closeEmitted = false
     self._active = {}
+    self._virtual = {} -- fed connection -> its source (_serveDuplex)
     self._keepAliveLine = ""
     self._both = false
 end
@@ -926,7 +940,7 @@ end
 
 local on_event
 
-function Server:_listenHandle(h, backlog)
+local function ensure_core(self)
     if not self._srv then
         local server = self
         self._srv = core.http_server_new(function(ev, c, a, b, d, e, f, g, i)
@@ -938,12 +952,55 @@ function Server:_listenHandle(h, backlog)
             requestTimeout = self.requestTimeout,
             keepAliveTimeout = self.keepAliveTimeout,
             maxRequestsPerSocket = self.maxRequestsPerSocket,
+            -- a socket object per connection only for "connection" listeners
+            -- added before listen()
+            connectionEvent = self:listenerCount("connection") > 0,
         })
         local kat = self.keepAliveTimeout
         self._keepAliveLine = kat > 0 and ("Keep-Alive: timeout=" .. floor(kat / 1000) .. "\r\n")
             or ""
     end
-    return core.http_listen(self._srv, h, backlog)
+    return self._srv
+end
+
+function Server:_listenHandle(h, backlog)
+    return core.http_listen(ensure_core(self), h, backlog)
+end
+
+-- What a fed connection's feed returned: write the output, act on the state.
+local function fed(sock, out, state)
+    if out then sock:write(out) end
+    if state == 2 then
+        sock:finish()
+    elseif state == 3 then
+        sock:destroy()
+    elseif state == 1 then
+        -- body backpressure: no resume signal for fed connections yet; the
+        -- source keeps flowing and C buffers (bounded by the body limits)
+        return
+    end
+end
+
+-- server:_serveDuplex(sock): serves HTTP over a connected Duplex (a
+-- tls.TLSSocket for https) through the same C parser, limits and
+-- timeouts: its chunks are fed to C, the responses written back to it.
+function Server:_serveDuplex(sock)
+    local id = core.http_vnew(ensure_core(self))
+    self._virtual[id] = sock
+    sock:on("data", function(d)
+        if self._virtual[id] == sock then fed(sock, core.http_feed(id, d)) end
+    end)
+    sock:on("end", function()
+        if self._virtual[id] == sock then fed(sock, core.http_feed(id, nil)) end
+    end)
+    sock:on("error", function() end) -- "close" follows
+    sock:on("close", function()
+        if self._virtual[id] == sock then
+            self._virtual[id] = nil
+            core.http_vclose(id)
+        end
+    end)
+    return id
 end
 
 function Server:close(cb)
@@ -955,6 +1012,12 @@ function Server:close(cb)
 end
 
 local function emit_close(self)
+    -- the C server goes with its callback (which holds this object); a
+    -- later listen() makes a new one
+    if self._srv then
+        core.http_release(self._srv)
+        self._srv = false
+    end
     self:emit("close")
 end
 
@@ -997,10 +1060,22 @@ local function on_head(self, c, method, url, minor, headers, raw, flags, uphead)
         end
         if events and events[name] then
             req.upgrade = true
+            local vsock = self._virtual[c]
             local ud = core.http_detach(c)
             req._c = false
-            if not ud then return end
-            local socket = net.Socket:new { handle = ud, kind = "tcp" }
+            local socket
+            if vsock then
+                -- a fed source goes to the listener as it is
+                self._virtual[c] = nil
+                vsock:removeAllListeners("data")
+                vsock:removeAllListeners("end")
+                core.http_vclose(c)
+                socket = vsock
+            elseif not ud then
+                return
+            else
+                socket = net.Socket:new { handle = ud, kind = "tcp" }
+            end
             rawset(req, "socket", socket)
             run(emit_upgrade, req, socket, { self, name, uphead or "" })
             return
@@ -1067,6 +1142,7 @@ on_event = function(self, ev, c, a, b, d, e, f, g, h)
     elseif ev == EV_END then
         local req = self._active[c]
         if req then
+            if a then rawset(req, "trailers", a) end
             on_body_end(req)
             if req._res and req._res.finished then self._active[c] = nil end
         end
@@ -1082,6 +1158,15 @@ on_event = function(self, ev, c, a, b, d, e, f, g, h)
         on_close(self, c)
     elseif ev == EV_DRAINED then
         self:_emitCloseIfDrained()
+    elseif ev == EV_VWRITE then
+        local sock = self._virtual[c]
+        if sock then sock:write(a) end
+    elseif ev == EV_VEND then
+        local sock = self._virtual[c]
+        if sock then fed(sock, nil, a) end
+    elseif ev == EV_CONNECTION then
+        local socket = make_socket(c)
+        if socket then self:emit("connection", socket) end
     elseif ev == EV_CLIENT_ERR then
         local events = rawget(self, "_events")
         if events and events.clientError then

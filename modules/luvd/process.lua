@@ -299,6 +299,44 @@ local function on_handled(promise)
 end
 loop.set_rejection_handlers(on_unhandled, on_handled)
 
+-- IPC with the parent (a child started by child_process.fork) ---------------
+-- The channel's fd comes in LUVD_CHANNEL_FD, taken out of the environment
+-- so our own children do not see it. The channel is opened on first use
+-- (process.send, process.connected, a "message" listener), since it costs
+-- loading luvd.net.
+
+local channel_fd = tonumber(core.getenv("LUVD_CHANNEL_FD") or "")
+if channel_fd then core.setenv("LUVD_CHANNEL_FD", nil) end
+local channel_tried = false
+
+local function open_channel()
+    if channel_tried or not channel_fd then return end
+    channel_tried = true
+    local cp = require "luvd.child_process"
+    local h = core.pipe_new(true)
+    if not h then return end
+    if core.pipe_open(h, channel_fd) ~= 0 then
+        core.stream_close(h)
+        return
+    end
+    cp._setupChannel(process, h, true)
+    -- process.send(msg[, cb]); process:send(msg) works too
+    rawset(process, "send", function(msg, cb, ...)
+        if msg == process then msg, cb = cb, ... end
+        return cp._send(process, "process.send", msg, cb)
+    end)
+    rawset(process, "disconnect", function() return cp._disconnect(process) end)
+end
+
+lazy_fields.send = function() open_channel(); return rawget(process, "send") end
+lazy_fields.disconnect = function() open_channel(); return rawget(process, "disconnect") end
+lazy_fields.connected = function() open_channel(); return rawget(process, "connected") or false end
+lazy_fields.channel = function() open_channel(); return rawget(process, "_channel") or nil end
+
+process:on("newListener", function(name)
+    if (name == "message" or name == "disconnect") and channel_fd then open_channel() end
+end)
+
 -- Signals as events ---------------------------------------------------------
 
 local signal_names = {}

@@ -430,6 +430,7 @@ function TLSSocket:initialize(socket, opts)
     self._host = opts.host or false
     self._checkServerIdentity = opts.checkServerIdentity or tls.checkServerIdentity
     self._sniPending = false
+    self._nfile = false        -- C reads the tcp socket into a file (pipe)
     self.encrypted = true
     self.authorized = false
     self.authorizationError = nil
@@ -803,6 +804,8 @@ function TLSSocket:_final(cb)
 end
 
 function TLSSocket:_destroy(err, cb)
+    local nfile = self._nfile
+    if nfile then nfile:stop() end
     if self._hsTimer then
         loop.clearTimeout(self._hsTimer)
         self._hsTimer = false
@@ -824,6 +827,209 @@ function TLSSocket:_destroy(err, cb)
             next_tick(function() self:emit("close", self._hadError) end)
         end
     end
+end
+
+-- Native pipes ----------------------------------------------------------------
+--
+-- fs.createReadStream(f):pipe(tlsSocket) moves the file without Lua: the
+-- native pipe of luvd.net reads the file on the pool and, chunk by chunk,
+-- encrypts it with this socket's engine (core.stream_pipe's tls argument)
+-- and writes the records into the tcp socket below. It applies to a secure
+-- TLSSocket over a connected net.Socket, with nothing buffered on either
+-- and nothing waiting for the handshake; the rest takes the Lua pipe. The
+-- records C writes and those Lua writes (a reply to a KeyUpdate, the user's
+-- own writes) go out in the order the engine made them: both are written
+-- at once into the same socket, and the tcp socket's own Lua queue is empty
+-- when the pipe starts. The end is the Lua pipe's: finish() (close_notify,
+-- then the tcp end) once the source ended and every record was written.
+
+TLSSocket._isTLSSocket = true
+
+local PIPE_END, PIPE_SRC_ERROR = core.PIPE_END, core.PIPE_SRC_ERROR
+
+local function native_ok(dst)
+    if type(dst) ~= "table" or not dst._isTLSSocket then return nil end
+    local raw = dst._raw
+    if not dst._secured or dst.destroyed or dst._pchunk or dst._pfinal or dst._closed
+        or type(raw) ~= "table" or not raw._isNetSocket or not raw._ptr or raw.connecting
+        or raw._npipe_out or raw.destroyed then
+        return nil
+    end
+    local w, rw = dst._writableState, raw._writableState
+    if w.ending or w.length > 0 or w.corked > 0 or w.errored
+        or rw.ending or rw.length > 0 or rw.corked > 0 or rw.errored then
+        return nil
+    end
+    return raw
+end
+
+local function native_done(rec, kind, status, syscall)
+    local src, raw, dst = rec.src, rec.dst, rec.tls
+    if src._npipe == rec then src._npipe = false end
+    if raw._npipe_out == rec then raw._npipe_out = false end
+    rec.done = true
+    if raw._ptr then raw.bytesWritten = C.luvd_stream_bytes_written(raw._ptr) end
+    if kind == PIPE_END then
+        if rec.finish then
+            if type(src._readableState) == "table" then
+                src:once("end", function() dst:finish() end)
+            else
+                dst:finish()
+            end
+        end
+        src:_nativeEnd(nil)
+    elseif kind == PIPE_SRC_ERROR then
+        src:_nativeEnd(errors.uv(status, syscall))
+    else
+        src:_nativeEnd(false)
+        local e = errors.uv(status, syscall or "write")
+        e.message = (syscall or "write") .. " " .. e.code
+        dst:destroy(e)
+    end
+end
+
+-- tls._nativePipe(src, dst[, opts]) -> dst when C took the pipe, else nil.
+-- src: a native source (see net.lua: _nativeSource, _nativeEnd).
+function tls._nativePipe(src, dst, opts)
+    local raw = native_ok(dst)
+    if not raw or type(src) ~= "table" or type(src._nativeSource) ~= "function" then
+        return nil
+    end
+    local sh, buffered = src:_nativeSource()
+    if not sh then return nil end
+    -- the fields luvd.net's native_unpipe reads, when the tcp socket goes
+    local rec = { src = src, dst = raw, tls = dst, ud = false, done = false, path = false,
+                  finish = not (opts and opts["end"] == false), opts = opts or false }
+    local ud = core.stream_pipe(sh, raw._handle, 262144, function(kind, status, syscall)
+        return native_done(rec, kind, status, syscall)
+    end, buffered or false, dst._conn)
+    if not ud then
+        if buffered then src:unshift(buffered) end
+        return nil
+    end
+    rec.ud = ud
+    if src._isNetSocket then src._npipe = rec end
+    raw._npipe_out = rec
+    dst:emit("pipe", src)
+    if type(src._readableState) == "table" and not src._readableState.flowing then
+        src:resume()
+    end
+    return dst
+end
+
+-- tlsSocket:pipe(fs.createWriteStream(f)) moves the plaintext without Lua
+-- too: the tcp socket's reads go to C (core.stream_to_file), which decrypts
+-- them with the engine, sends what the engine has to send back, and writes
+-- the plaintext into the file on the pool, reading no faster than the file
+-- takes it. It applies to a secure TLSSocket that nobody else reads ("data"
+-- listeners, an encoding, buffered plaintext or a paused tcp socket mean the
+-- Lua pipe) into a plain fs.WriteStream with nothing buffered; the events
+-- are the Lua pipe's without "data" ("end" on close_notify or the tcp end,
+-- then the file's "finish"). The "session" event of a client does not fire
+-- while C reads.
+
+local PIPE_DST_ERROR = core.PIPE_DST_ERROR
+
+local FileSink = {}
+FileSink.__index = FileSink
+
+local function sink_settle(rec, bytes)
+    if rec.settled then return end
+    rec.settled = true
+    local src, dst = rec.src, rec.dst
+    src._nfile, dst._zpipe = false, false
+    dst.bytesWritten = dst.bytesWritten + bytes
+    if dst.pos then dst.pos = dst.pos + bytes end
+    local raw = src._raw
+    if raw._ptr then raw.bytesRead = C.luvd_stream_bytes_read(raw._ptr) end
+    dst._io = false
+    local after = dst._after_io
+    if after then
+        dst._after_io = false
+        after()
+    end
+end
+
+-- rec:stop(): a destroy of either side (luvd.fs calls it for the file), or a
+-- second pipe: the tcp socket's reads are Lua's again from here on.
+function FileSink:stop()
+    if self.settled then return end
+    local now, bytes = core.file_sink_stop(self.ud)
+    if now then sink_settle(self, bytes) end
+    self.src._nfile = false
+    local raw = self.src._raw
+    if not raw.destroyed and raw._reading then
+        raw._reading = false -- C stopped it
+        raw:push("")
+    end
+end
+
+local function sink_done(rec, kind, status, syscall, bytes)
+    sink_settle(rec, bytes)
+    local src, dst = rec.src, rec.dst
+    if kind == PIPE_END then
+        local raw = src._raw
+        if not raw.destroyed then
+            raw._reading = false -- C read it; the tcp socket is Lua's again
+            if status == core.UV_EOF then raw:push(nil) else raw:push("") end
+        end
+        if not src.destroyed and not src._ended then
+            src._ended = true
+            src:push(nil)
+        end
+    elseif kind == PIPE_SRC_ERROR then
+        if not src.destroyed then
+            if core.errname(status) == "EPROTO" then
+                src:_tlsError(engine_error(src._conn))
+            else
+                local e = errors.uv(status, syscall or "read")
+                e.message = (syscall or "read") .. " " .. e.code
+                src:destroy(e)
+            end
+        end
+    elseif kind == PIPE_DST_ERROR then
+        if not dst.destroyed then dst:destroy(errors.uv(status, syscall or "write")) end
+    end
+end
+
+local function file_sink_ok(self, dst)
+    local fs = package.loaded["luvd.fs"]
+    if not fs or not fs.WriteStream:isInstance(dst) then return false end
+    local cls = getmetatable(dst)
+    if cls._write ~= fs.WriteStream._write or cls._writev ~= fs.WriteStream._writev then
+        return false
+    end
+    local raw, r, w = self._raw, self._readableState, dst._writableState
+    if not self._secured or self.destroyed or self._ended or self._rawPaused or self._nfile
+        or r.length > 0 or r.ended or r.decoder or #r.pipes > 0
+        or self:listenerCount("data") > 0 or self:listenerCount("readable") > 0 then
+        return false
+    end
+    if type(raw) ~= "table" or not raw._isNetSocket or not raw._ptr or raw._npipe
+        or raw.destroyed or raw._readableState.length > 0 or raw._readableState.ended then
+        return false
+    end
+    return dst.fd and not dst._io and not dst._zpipe and not dst._splice and not dst.destroyed
+        and not w.ending and w.length == 0 and w.corked == 0 and not w.errored
+end
+
+function TLSSocket:pipe(dst, opts)
+    local nfile = self._nfile
+    if nfile then nfile:stop() end -- a second destination: the Lua pipe for both
+    if file_sink_ok(self, dst) then
+        local rec = setmetatable({ src = self, dst = dst, ud = false, settled = false },
+            FileSink)
+        local ud = core.stream_to_file(self._raw._handle, dst.fd, dst.pos or -1, 1048576,
+            function(kind, status, syscall, bytes)
+                return sink_done(rec, kind, status, syscall, bytes)
+            end, self._conn)
+        if ud then
+            rec.ud = ud
+            self._nfile, dst._zpipe, dst._io = rec, rec, true
+            return Duplex.pipe(self, dst, opts)
+        end
+    end
+    return Duplex.pipe(self, dst, opts)
 end
 
 -- Information -----------------------------------------------------------------

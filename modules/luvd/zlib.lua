@@ -226,6 +226,8 @@ function ZlibStream:initialize(mode, fname, opts)
     end
     Transform.initialize(self, sopts)
     self._zcb = false
+    self._znative = false -- the native pipe running through it, then true
+    self._zsrc, self._zsrc_opts = false, false -- a file waiting for the sink
     self.bytesWritten = 0
     local h, err = zstream_new(mode, level, wbits, mem_level, strategy, chunk, dict)
     if not h then error(err, 4) end
@@ -243,7 +245,7 @@ end
 
 function ZlibStream:_flush(cb)
     local h = self._handle
-    if not h then return cb() end
+    if not h or self._znative then return cb() end -- C finished it (native pipe)
     self._zcb = cb
     zstream_write(h, self._zdone, "", Z_FINISH)
 end
@@ -255,6 +257,8 @@ function ZlibStream:_final(cb)
 end
 
 function ZlibStream:_destroy(err, cb)
+    local rec = self._znative
+    if rec and rec ~= true then rec:stop() end
     local h = self._handle
     if h then
         self._handle = false
@@ -267,6 +271,176 @@ end
 function ZlibStream:close(cb)
     if cb then self:once("close", cb) end
     self:destroy()
+end
+
+-- Native pipes ------------------------------------------------------------
+--
+-- fs.createReadStream(f):pipe(z):pipe(sink) and pipeline(f, z, sink), where
+-- z is a fresh zlib stream and sink a fs.WriteStream or a connected
+-- net.Socket with nothing buffered, run in C (core.zlib_pipe): a pool job
+-- reads the file a slice at a time through z's own zlib context and writes
+-- the output into the file (on the pool) or the socket (from the loop), so
+-- no chunk enters Lua. The format is the Lua path's (the bytes may differ:
+-- zlib's output depends on how the input is sliced). The piping is
+-- the stream module's own (src:pipe(z), z:pipe(sink)), only nothing flows
+-- through it: the events are the chunked pipe's without "data". The choice
+-- waits for the sink: src:pipe(z) parks the file on z until z:pipe(sink) in
+-- the same tick (else, on the next tick, it pipes in Lua), and both files
+-- are opened first. Errors land where the Lua path puts them: a read
+-- failure on src, bad compressed data on z, a write failure on the sink.
+
+local ZP_END, ZP_SRC_ERROR = core.ZP_END, core.ZP_SRC_ERROR
+local ZP_DST_ERROR, ZP_ZLIB_ERROR = core.ZP_DST_ERROR, core.ZP_ZLIB_ERROR
+local next_tick = loop.next_tick
+local errors_mod -- luvd.errors, loaded on first use
+
+local Native = {}
+Native.__index = Native
+
+local function after_io(self)
+    self._io = false
+    local after = self._after_io
+    if after then
+        self._after_io = false
+        after()
+    end
+end
+
+-- Counters and descriptors back to Lua; once.
+local function settle(rec, nin, nout)
+    if rec.settled then return end
+    rec.settled = true
+    local src, z, dst = rec.src, rec.z, rec.dst
+    src._zpipe, z._znative = false, true
+    src.bytesRead, src._left = src.bytesRead + nin, src._left - nin
+    if src.pos then src.pos = src.pos + nin end
+    z.bytesWritten = z.bytesWritten + nin
+    if rec.file then
+        dst._zpipe = false
+        dst.bytesWritten = dst.bytesWritten + nout
+        if dst.pos then dst.pos = dst.pos + nout end
+        after_io(dst)
+    else
+        dst.bytesWritten = dst.bytesWritten + nout
+    end
+    after_io(src)
+end
+
+-- rec:stop(): a destroy of any of the three stops the pipe.
+function Native:stop()
+    if self.settled then return end
+    if core.zlib_pipe_stop(self.ud) then
+        settle(self, core.zlib_pipe_info(self.ud))
+    end
+end
+
+local function native_done(rec, kind, status, what, nin, nout)
+    settle(rec, nin, nout)
+    local src, z, dst = rec.src, rec.z, rec.dst
+    errors_mod = errors_mod or require "luvd.errors"
+    if kind == ZP_END then
+        if not src.destroyed then src:push(nil) end
+    elseif kind == ZP_SRC_ERROR then
+        if not src.destroyed then src:destroy(errors_mod.uv(status, what, src.path or nil)) end
+    elseif kind == ZP_DST_ERROR then
+        if not dst.destroyed then dst:destroy(errors_mod.uv(status, what)) end
+    elseif kind == ZP_ZLIB_ERROR then
+        local e = errors_mod.new(what, codes[status] or "Z_UNKNOWN_ERROR")
+        e.errno = status
+        if not z.destroyed then z:destroy(e) end
+    end
+end
+
+local function file_source_ok(src)
+    local r = src._readableState
+    return src.fd and not src._io and not src.destroyed and not r.ended and not r.decoder
+        and r.length == 0 and #r.pipes == 0 and src:listenerCount("data") == 0
+        and type(src._left) == "number"
+end
+
+local function zlib_ok(z)
+    local r, w = z._readableState, z._writableState
+    return z._handle and not z._znative and not z.destroyed and z.bytesWritten == 0
+        and r.length == 0 and #r.pipes == 0 and not r.ended and not r.decoder
+        and w.length == 0 and not w.ending and z:listenerCount("data") == 0
+end
+
+-- The sink's kind: "file" (a plain fs.WriteStream), "socket", or nil.
+local function sink_kind(dst)
+    if type(dst) ~= "table" then return nil end
+    local w = dst._writableState
+    if type(w) ~= "table" or w.ending or w.length > 0 or w.corked > 0 or w.errored
+        or dst.destroyed then
+        return nil
+    end
+    if dst._isNetSocket then
+        if dst._ptr and not dst.connecting and not dst._npipe_out then return "socket" end
+        return nil
+    end
+    local fs = require "luvd.fs"
+    local cls = fs.WriteStream:isInstance(dst) and getmetatable(dst)
+    if cls and cls._write == fs.WriteStream._write and cls._writev == fs.WriteStream._writev
+        and dst.fd and not dst._io and not dst._zpipe and not dst._splice then
+        return "file"
+    end
+    return nil
+end
+
+local function pipe_in_lua(src, sopts, z, dst, dopts)
+    src:_pipePlain(z, sopts)
+    return Transform.pipe(z, dst, dopts)
+end
+
+local function start(src, sopts, z, dst, dopts)
+    local fs = require "luvd.fs"
+    -- both files open first
+    if not src.fd and not src.destroyed then
+        return src:once("ready", function() return start(src, sopts, z, dst, dopts) end)
+    end
+    if fs.WriteStream:isInstance(dst) and not dst.fd and dst.pending and not dst.destroyed then
+        return dst:once("ready", function() return start(src, sopts, z, dst, dopts) end)
+    end
+    local kind = file_source_ok(src) and zlib_ok(z) and sink_kind(dst)
+    if not kind then return pipe_in_lua(src, sopts, z, dst, dopts) end
+    local rec = setmetatable({ src = src, z = z, dst = dst, ud = false, settled = false,
+                               file = kind == "file" }, Native)
+    local count = src._left == math.huge and -1 or src._left
+    local sink, pos = dst._handle, -1
+    if kind == "file" then sink, pos = dst.fd, dst.pos or -1 end
+    local hwm = dst.writableHighWaterMark or 16384
+    if hwm < 262144 then hwm = 262144 end
+    local ud = core.zlib_pipe(z._handle, src.fd, src.pos or -1, count, sink, pos, hwm,
+        function(k, status, what, nin, nout)
+            return native_done(rec, k, status, what, nin, nout)
+        end)
+    if not ud then return pipe_in_lua(src, sopts, z, dst, dopts) end
+    rec.ud = ud
+    src._zpipe, src._io, z._znative = rec, true, rec
+    if kind == "file" then dst._zpipe, dst._io = rec, true end
+    stream.Readable.pipe(src, z, sopts)
+    return Transform.pipe(z, dst, dopts)
+end
+
+-- src:pipe(z) from fs.ReadStream: true when z took src, to wait for its sink.
+function zlib._nativeHead(src, z, opts)
+    if not ZlibStream:isInstance(z) or z._zsrc or not zlib_ok(z) then return false end
+    z._zsrc, z._zsrc_opts = src, opts or false
+    next_tick(function()
+        if z._zsrc == src then -- no sink came in this tick: the Lua pipe
+            z._zsrc, z._zsrc_opts = false, false
+            src:_pipePlain(z, opts or nil)
+        end
+    end)
+    return true
+end
+
+function ZlibStream:pipe(dst, opts)
+    local src = self._zsrc
+    if not src then return Transform.pipe(self, dst, opts) end
+    local sopts = self._zsrc_opts or nil
+    self._zsrc, self._zsrc_opts = false, false
+    start(src, sopts, self, dst, opts)
+    return dst
 end
 
 local function define_stream(cls, create, mode)

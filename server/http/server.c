@@ -47,13 +47,16 @@
 
 /* Events to Lua: cb(ev, conn, ...) */
 enum {
-    EV_HEAD = 1,  /* conn, method, url, minor, headers, raw, flags[, upgrade head] */
-    EV_BODY,      /* conn, chunk */
-    EV_END,       /* conn, trailers or nil */
-    EV_DRAIN,     /* conn */
-    EV_CLOSE,     /* conn: died under a request */
-    EV_DRAINED,   /* the server is closing and its last connection closed */
-    EV_CLIENT_ERR /* status, code, reason */
+    EV_HEAD = 1,   /* conn, method, url, minor, headers, raw, flags[, upgrade head] */
+    EV_BODY,       /* conn, chunk */
+    EV_END,        /* conn, trailers or nil */
+    EV_DRAIN,      /* conn */
+    EV_CLOSE,      /* conn: died under a request */
+    EV_DRAINED,    /* the server is closing and its last connection closed */
+    EV_CLIENT_ERR, /* status, reason */
+    EV_CONNECTION, /* conn: only when Lua listens for "connection" */
+    EV_VWRITE,     /* conn, bytes: output of a fed connection */
+    EV_VEND        /* conn, 2 (end) or 3 (destroy): a fed connection is done */
 };
 
 /* Head flags for Lua */
@@ -84,11 +87,28 @@ enum {
     CF_MSG_DONE = 1 << 6,  /* the current request was fully received */
     CF_HEAD_SENT = 1 << 7, /* Lua wrote the response head */
     CF_WANT_DRAIN = 1 << 8,
-    CF_PAUSED = 1 << 9,  /* Lua asked to stop reading (body backpressure) */
-    CF_RESUME = 1 << 10, /* in the server's resume queue */
-    CF_ENDING = 1 << 11, /* shutdown asked, close follows */
-    CF_DEAD = 1 << 12,   /* close asked */
+    CF_PAUSED = 1 << 9,   /* Lua asked to stop reading (body backpressure) */
+    CF_RESUME = 1 << 10,  /* in the server's resume queue */
+    CF_ENDING = 1 << 11,  /* shutdown asked, close follows */
+    CF_DEAD = 1 << 12,    /* close asked */
+    CF_VIRTUAL = 1 << 13, /* fed by Lua (a TLS socket): no uv handle */
+    CF_VFLUSH = 1 << 14,  /* output for Lua waits in vx */
 };
+
+/* A fed connection (CF_VIRTUAL) reads what Lua gives luvd_http_feed and
+ * writes into vx->out, which Lua takes: as feed's result, or with EV_VWRITE
+ * from the loop for output made outside a feed (a response that ends
+ * later). Lua owns its lifetime: http_vclose frees it. Kept behind
+ * s.sink_data, which an HTTP connection does not use otherwise. */
+typedef struct vconn_s {
+    char *out;
+    size_t len, cap;
+    int ended;   /* 2: end after the output, 3: destroy */
+    int told;    /* Lua heard ended */
+    int busy;    /* inside feed or a delivery: vclose only marks */
+    int closing; /* vclose came while busy */
+} vconn_t;
+#define VX(c) ((vconn_t *)(c)->s.sink_data)
 
 /* scanner states */
 enum { S_START = 0, S_START_CR, S_RL, S_RL_CR, S_LINE, S_NAME, S_VALUE, S_VAL_CR, S_END_CR };
@@ -106,10 +126,11 @@ struct conn_s {
     luvd_stream_t s; /* first: the core frees the block */
     llhttp_t p;
     server_t *srv;
-    conn_t *prev, *next; /* in srv->lists[list] */
-    conn_t *rnext;       /* in srv's resume queue */
-    char *in;            /* bytes not yet parsed */
-    uint64_t deadline;   /* loop ms */
+    conn_t *prev, *next;   /* in srv->lists[list] */
+    conn_t *rnext;         /* in srv's resume queue */
+    char *in;              /* bytes not yet parsed */
+    struct trailers_s *tr; /* a chunked body's trailer lines, while they come */
+    uint64_t deadline;     /* loop ms */
     uint64_t body_bytes;
     uint64_t chunk_left;
     uint32_t in_len, in_cap;
@@ -118,6 +139,14 @@ struct conn_s {
     uint16_t flags;
     uint8_t scan, state, list, crlf_need;
 };
+
+/* Trailer lines as they come (spans may be split across reads):
+ * "\nName:value\nName:value", handed to Lua at the message's end. */
+typedef struct trailers_s {
+    uint32_t len, cap;
+    int in_value;
+    char data[];
+} trailers_t;
 
 typedef struct hdr_s {
     const char *name, *value;
@@ -129,6 +158,7 @@ struct server_s {
     int refs; /* the userdata, the timer, the idle handle, each connection */
     int cb_ref;
     int closing, gone;
+    int conn_event; /* Lua listens for "connection" */
     unsigned nconns;
     uint32_t max_header_size, max_requests;
     uint64_t max_body_size;
@@ -156,6 +186,9 @@ struct server_s {
 
 static void conn_close(conn_t *c);
 static void conn_end(conn_t *c);
+static void conn_event(luvd_stream_t *s, int ev, int status);
+static void sink_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static int vdeliver(conn_t *c);
 static void process_in(conn_t *c);
 
 /* ---- lists and the sweep ------------------------------------------------------ */
@@ -226,6 +259,36 @@ static void owrite_cb(luvd_write_t *w, int status)
     }
 }
 
+static void queue_resume(conn_t *c);
+
+/* Output of a fed connection: kept for Lua, who is told from the loop
+ * unless a feed is running (feed returns it). */
+static int vwrite(conn_t *c, uv_buf_t *bufs, unsigned n, size_t total)
+{
+    vconn_t *vx = VX(c);
+    unsigned i;
+    if (vx->len + total > vx->cap) {
+        size_t cap = vx->cap ? vx->cap : 4096;
+        char *p;
+        while (cap < vx->len + total)
+            cap *= 2;
+        if (!(p = realloc(vx->out, cap)))
+            return UV_ENOMEM;
+        vx->out = p;
+        vx->cap = cap;
+    }
+    for (i = 0; i < n; i++) {
+        memcpy(vx->out + vx->len, bufs[i].base, bufs[i].len);
+        vx->len += bufs[i].len;
+    }
+    c->s.bytes_written += total;
+    if (!vx->busy) {
+        c->flags |= CF_VFLUSH;
+        queue_resume(c);
+    }
+    return 0;
+}
+
 /* Writes bufs now, copying what the kernel did not take. 0 or an error. */
 static int write_bufs(conn_t *c, uv_buf_t *bufs, unsigned n)
 {
@@ -240,6 +303,8 @@ static int write_bufs(conn_t *c, uv_buf_t *bufs, unsigned n)
         total += bufs[i].len;
     if (total == 0)
         return 0;
+    if (c->flags & CF_VIRTUAL)
+        return vwrite(c, bufs, n, total);
     rc = uv_try_write(&c->s.h.stream, bufs, n);
     if (rc < 0 && rc != UV_EAGAIN)
         return rc;
@@ -413,6 +478,8 @@ static void conn_event(luvd_stream_t *s, int ev, int status)
     free(c->in);
     c->in = NULL;
     c->in_len = c->in_cap = 0;
+    free(c->tr);
+    c->tr = NULL;
     if ((c->flags & CF_ACTIVE) && srv->rt->L) {
         c->flags &= ~CF_ACTIVE;
         call_lua(srv, EV_CLOSE, c, 0);
@@ -428,6 +495,17 @@ static void conn_event(luvd_stream_t *s, int ev, int status)
     server_unref(srv);
 }
 
+static void vend(conn_t *c, int how)
+{
+    vconn_t *vx = VX(c);
+    if (!vx->ended)
+        vx->ended = how;
+    if (!vx->busy) {
+        c->flags |= CF_VFLUSH;
+        queue_resume(c);
+    }
+}
+
 static void conn_close(conn_t *c)
 {
     if (c->flags & CF_DEAD)
@@ -437,6 +515,11 @@ static void conn_close(conn_t *c)
         return;
     }
     c->flags |= CF_DEAD;
+    if (c->flags & CF_VIRTUAL) {
+        list_move(c, L_BUSY, 0);
+        vend(c, 3);
+        return;
+    }
     luvd__stream_close(&c->s);
 }
 
@@ -451,6 +534,10 @@ static void conn_end(conn_t *c)
     }
     c->flags |= CF_ENDING;
     list_move(c, L_BUSY, 0);
+    if (c->flags & CF_VIRTUAL) {
+        vend(c, 2);
+        return;
+    }
     c->s.ops->read_stop(&c->s);
     if (luvd_stream_shutdown(&c->s) < 0)
         conn_close(c);
@@ -463,6 +550,10 @@ static void call_lua(server_t *srv, int ev, conn_t *c, int nargs)
 {
     lua_State *L = srv->rt->L;
     int base = lua_gettop(L) - nargs;
+    if (srv->cb_ref == LUA_NOREF) { /* released: nobody listens */
+        lua_pop(L, nargs);
+        return;
+    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, srv->cb_ref);
     lua_pushinteger(L, ev);
     if (c)
@@ -534,6 +625,81 @@ static void push_headers(lua_State *L, server_t *srv)
 
 static const unsigned char tchar[256];
 
+/* Appends a span of a trailer name (value 0) or value (1). */
+static int trailer_add(conn_t *c, const char *at, size_t len, int value)
+{
+    trailers_t *t = c->tr;
+    size_t need = (t ? t->len : 0) + len + 1;
+    if (need > c->srv->max_header_size) {
+        c->srv->bad_hdr = 2;
+        return -1;
+    }
+    if (!t || need > t->cap) {
+        uint32_t cap = t ? t->cap * 2 : 256;
+        while (cap < need)
+            cap *= 2;
+        t = realloc(t, sizeof *t + cap);
+        if (!t)
+            return -1;
+        if (!c->tr) {
+            t->len = 0;
+            t->in_value = 1;
+        }
+        t->cap = cap;
+        c->tr = t;
+    }
+    if (value != t->in_value) /* a new name, or its value: a marker first */
+        t->data[t->len++] = value ? ':' : '\n';
+    t->in_value = value;
+    memcpy(t->data + t->len, at, len);
+    t->len += (uint32_t)len;
+    return 0;
+}
+
+/* Pushes the trailers as a table (lower-case names, repeats joined), or nil. */
+static void push_trailers(lua_State *L, conn_t *c)
+{
+    trailers_t *t = c->tr;
+    char name[256];
+    uint32_t i = 0;
+    if (!t) {
+        lua_pushnil(L);
+        return;
+    }
+    lua_createtable(L, 0, 2);
+    while (i < t->len) {
+        uint32_t ns = i + 1, ne = ns, vs, ve, j, n;
+        while (ne < t->len && t->data[ne] != ':' && t->data[ne] != '\n')
+            ne++;
+        vs = ne < t->len && t->data[ne] == ':' ? ne + 1 : ne;
+        ve = vs;
+        while (ve < t->len && t->data[ve] != '\n')
+            ve++;
+        n = ne - ns < sizeof name ? ne - ns : (uint32_t)sizeof name;
+        for (j = 0; j < n; j++)
+            name[j] = lower_tab[(unsigned char)t->data[ns + j]];
+        while (vs < ve && (t->data[vs] == ' ' || t->data[vs] == '\t'))
+            vs++;
+        while (ve > vs && (t->data[ve - 1] == ' ' || t->data[ve - 1] == '\t'))
+            ve--;
+        lua_pushlstring(L, name, n);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushlstring(L, t->data + vs, ve - vs);
+        } else {
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, t->data + vs, ve - vs);
+            lua_concat(L, 3);
+        }
+        lua_rawset(L, -3);
+        i = ve;
+        while (i < t->len && t->data[i] != '\n')
+            i++;
+    }
+}
+
 /* ---- llhttp callbacks ----------------------------------------------------------- */
 
 static int on_url(llhttp_t *p, const char *at, size_t len)
@@ -553,12 +719,12 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     conn_t *c = p->data;
     server_t *srv = c->srv;
     hdr_t *h;
-    if (c->state != ST_HEAD) { /* trailers: not kept, but checked as heads are */
+    if (c->state != ST_HEAD) { /* trailers: checked as heads are, kept for Lua */
         size_t i;
         for (i = 0; i < len; i++)
             if (!tchar[(unsigned char)at[i]])
                 return -1;
-        return 0;
+        return trailer_add(c, at, len, 0);
     }
     if (srv->nhdrs >= srv->max_hdrs) {
         srv->bad_hdr = 2;
@@ -578,7 +744,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     server_t *srv = c->srv;
     hdr_t *h;
     if (c->state != ST_HEAD)
-        return memchr(at, '\r', len) || memchr(at, '\n', len) ? -1 : 0;
+        return memchr(at, '\r', len) || memchr(at, '\n', len) ? -1 : trailer_add(c, at, len, 1);
     if (srv->nhdrs == 0)
         return -1;
     h = &srv->hdrs[srv->nhdrs - 1];
@@ -656,9 +822,11 @@ static int on_message_complete(llhttp_t *p)
     server_t *srv = c->srv;
     c->flags |= CF_MSG_DONE;
     if ((c->flags & CF_HAS_BODY) && (c->flags & CF_ACTIVE) && srv->rt->L) {
-        lua_pushnil(srv->rt->L);
+        push_trailers(srv->rt->L, c);
         call_lua(srv, EV_END, c, 1);
     }
+    free(c->tr);
+    c->tr = NULL;
     return HPE_PAUSED;
 }
 
@@ -1118,7 +1286,7 @@ static void process_in(conn_t *c)
 
 static void update_reading(conn_t *c)
 {
-    if (c->flags & (CF_DEAD | CF_ENDING) || c->state == ST_DETACHED)
+    if (c->flags & (CF_DEAD | CF_ENDING | CF_VIRTUAL) || c->state == ST_DETACHED)
         return;
     if ((c->flags & CF_PAUSED) || c->in_len > IN_MAX)
         c->s.ops->read_stop(&c->s);
@@ -1178,6 +1346,42 @@ static const luvd_stream_sink_t http_sink = {sink_alloc, sink_read};
 
 /* ---- resuming after a response ended outside process() ---------------------- */
 
+static void vfree(conn_t *c)
+{
+    vconn_t *vx = VX(c);
+    conn_event(&c->s, LUVD_EV_CLOSE, 0);
+    free(vx->out);
+    free(vx);
+    free(c);
+}
+
+/* Hands a fed connection's output (and its end) to Lua. 1: c was freed. */
+static int vdeliver(conn_t *c)
+{
+    vconn_t *vx = VX(c);
+    server_t *srv = c->srv;
+    c->flags &= ~CF_VFLUSH;
+    if (!srv->rt->L || srv->cb_ref == LUA_NOREF)
+        return 0;
+    vx->busy++;
+    if (vx->len) {
+        lua_pushlstring(srv->rt->L, vx->out, vx->len);
+        vx->len = 0;
+        call_lua(srv, EV_VWRITE, c, 1);
+    }
+    if (vx->ended && !vx->told) {
+        vx->told = 1;
+        lua_pushinteger(srv->rt->L, vx->ended);
+        call_lua(srv, EV_VEND, c, 1);
+    }
+    vx->busy--;
+    if (vx->closing && !vx->busy) {
+        vfree(c);
+        return 1;
+    }
+    return 0;
+}
+
 static void idle_cb(uv_idle_t *h)
 {
     server_t *srv = h->data;
@@ -1188,6 +1392,10 @@ static void idle_cb(uv_idle_t *h)
             srv->resume_last = NULL;
         c->rnext = NULL;
         c->flags &= ~CF_RESUME;
+        if (c->flags & CF_VFLUSH) {
+            if (vdeliver(c))
+                continue; /* freed */
+        }
         if (c->flags & (CF_DEAD | CF_ENDING) || c->state != ST_WAIT)
             continue;
         c->state = ST_HEAD;
@@ -1280,7 +1488,7 @@ int luvd_http_send(double conn, const char *head, size_t hlen, const char *body,
         }
         return 0;
     }
-    if (!(c->flags & CF_DISPATCH) && c->s.h.stream.write_queue_size >= OUT_HWM) {
+    if (!(c->flags & (CF_DISPATCH | CF_VIRTUAL)) && c->s.h.stream.write_queue_size >= OUT_HWM) {
         c->flags |= CF_WANT_DRAIN;
         return 1;
     }
@@ -1347,8 +1555,12 @@ static void connection_cb(uv_stream_t *listener, int status)
     }
     if (ls->kind == LUVD_KIND_TCP)
         uv_tcp_nodelay(&c->s.h.tcp, 1);
-    if (c->s.ops->read_start(&c->s) < 0)
+    if (c->s.ops->read_start(&c->s) < 0) {
         conn_close(c);
+        return;
+    }
+    if (srv->conn_event)
+        call_lua(srv, EV_CONNECTION, c, 0);
 }
 
 static void sweep_list(server_t *srv, int list, uint64_t now)
@@ -1429,6 +1641,9 @@ static int l_server_new(lua_State *L)
     srv->request_timeout = opt_ms(L, 2, "requestTimeout", 300000);
     srv->keepalive_timeout = opt_ms(L, 2, "keepAliveTimeout", 5000);
     srv->max_requests = (uint32_t)opt_ms(L, 2, "maxRequestsPerSocket", 0);
+    lua_getfield(L, 2, "connectionEvent");
+    srv->conn_event = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     srv->max_hdrs = srv->max_header_size / 4 + 2;
     srv->hdrs = malloc(sizeof *srv->hdrs * srv->max_hdrs);
     if (!srv->hdrs)
@@ -1500,6 +1715,21 @@ static int l_close(lua_State *L)
     return 1;
 }
 
+/* http_release(srv): closed and drained: no more events for Lua, so the
+ * callback (and the Lua server it holds) can be collected. */
+static int l_release(lua_State *L)
+{
+    server_t *srv = server_check(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, srv->cb_ref);
+    srv->cb_ref = LUA_NOREF;
+    srv->gone = 1;
+    if (srv->sweep_on) {
+        uv_timer_stop(&srv->sweep);
+        srv->sweep_on = 0;
+    }
+    return 0;
+}
+
 /* http_connections(srv) -> count */
 static int l_connections(lua_State *L)
 {
@@ -1513,7 +1743,7 @@ static int l_socket(lua_State *L)
 {
     conn_t *c = CONN_PTR(luaL_checknumber(L, 1));
     luaL_argcheck(L, c != NULL, 1, "connection expected");
-    if (c->flags & CF_DEAD)
+    if (c->flags & (CF_DEAD | CF_VIRTUAL))
         return 0;
     if (c->s.self_ref != LUA_NOREF)
         lua_rawgeti(L, LUA_REGISTRYINDEX, c->s.self_ref);
@@ -1531,6 +1761,12 @@ static int l_detach(lua_State *L)
     luaL_argcheck(L, c != NULL, 1, "connection expected");
     if (c->flags & (CF_DEAD | CF_KILL))
         return 0;
+    if (c->flags & CF_VIRTUAL) { /* Lua keeps the source; http_vclose frees */
+        list_unlink(c);
+        c->state = ST_DETACHED;
+        c->flags &= ~(CF_ACTIVE | CF_CLOSE_AFTER);
+        return 0;
+    }
     srv = c->srv;
     list_unlink(c);
     c->state = ST_DETACHED;
@@ -1554,6 +1790,82 @@ static int l_detach(lua_State *L)
     return 1;
 }
 
+/* http_vnew(srv) -> conn: a connection Lua feeds (HTTP over a TLS socket) */
+static int l_vnew(lua_State *L)
+{
+    server_t *srv = server_check(L, 1);
+    conn_t *c = calloc(1, sizeof *c);
+    vconn_t *vx = calloc(1, sizeof *vx);
+    if (!c || !vx) {
+        free(c);
+        free(vx);
+        return luaL_error(L, "out of memory");
+    }
+    c->s.rt = srv->rt;
+    c->s.self_ref = c->s.owner_ref = LUA_NOREF;
+    c->s.sink_data = vx;
+    c->flags = CF_VIRTUAL;
+    c->srv = srv;
+    srv->refs++;
+    srv->nconns++;
+    llhttp_init(&c->p, HTTP_REQUEST, &srv->settings);
+    c->p.data = c;
+    c->list = L_COUNT;
+    list_move(c, L_HEADERS, srv->headers_timeout);
+    lua_pushnumber(L, CONN_ID(c));
+    return 1;
+}
+
+/* http_feed(conn, bytes | nil for the end) -> output or nil, state: 0 go
+ * on, 1 pause the source (body backpressure), 2 end it after the output,
+ * 3 destroy it. */
+static int l_feed(lua_State *L)
+{
+    conn_t *c = CONN_PTR(luaL_checknumber(L, 1));
+    vconn_t *vx = VX(c);
+    size_t len = 0;
+    const char *data = lua_isnil(L, 2) ? NULL : luaL_checklstring(L, 2, &len);
+    uv_buf_t buf;
+    int state = 0;
+    luaL_argcheck(L, c && (c->flags & CF_VIRTUAL), 1, "fed connection expected");
+    vx->busy++;
+    if (!(c->flags & CF_DEAD) && !vx->ended) {
+        buf.base = (char *)data;
+        buf.len = len;
+        sink_read(&c->s, data ? (ssize_t)len : UV_EOF, &buf);
+    }
+    vx->busy--;
+    if (vx->len)
+        lua_pushlstring(L, vx->out, vx->len);
+    else
+        lua_pushnil(L);
+    vx->len = 0;
+    if (vx->ended) {
+        state = vx->ended;
+        vx->told = 1;
+    } else if ((c->flags & CF_PAUSED) || c->in_len > IN_MAX) {
+        state = 1;
+    }
+    c->flags &= ~CF_VFLUSH;
+    lua_pushinteger(L, state);
+    if (vx->closing && !vx->busy)
+        vfree(c);
+    return 2;
+}
+
+/* http_vclose(conn): the source closed; frees the connection. */
+static int l_vclose(lua_State *L)
+{
+    conn_t *c = CONN_PTR(luaL_checknumber(L, 1));
+    luaL_argcheck(L, c && (c->flags & CF_VIRTUAL), 1, "fed connection expected");
+    if (VX(c)->busy) {
+        VX(c)->closing = 1;
+        return 0;
+    }
+    vfree(c);
+    return 0;
+}
+
 static int server_gc(lua_State *L)
 {
     server_t **ud = luaL_checkudata(L, 1, SERVER_MT);
@@ -1572,7 +1884,12 @@ static int server_gc(lua_State *L)
         for (; c; c = next) {
             next = c->next;
             c->flags &= ~(CF_DISPATCH | CF_ACTIVE);
-            conn_close(c);
+            if (c->flags & CF_VIRTUAL) {
+                VX(c)->busy = 0;
+                vfree(c);
+            } else {
+                conn_close(c);
+            }
         }
     }
     uv_close((uv_handle_t *)&srv->sweep, handle_unref_cb);
@@ -1586,8 +1903,12 @@ static const luaL_Reg http_funcs[] = {
     {"http_listen", l_listen},
     {"http_close", l_close},
     {"http_connections", l_connections},
+    {"http_release", l_release},
     {"http_socket", l_socket},
     {"http_detach", l_detach},
+    {"http_vnew", l_vnew},
+    {"http_feed", l_feed},
+    {"http_vclose", l_vclose},
     {NULL, NULL},
 };
 

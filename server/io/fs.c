@@ -1629,6 +1629,223 @@ static int l_constants(lua_State *L)
     return 1;
 }
 
+/* ---- file to file in the kernel (fs.ReadStream piped into a WriteStream) ----
+ *
+ * fs_splice(src_fd, src_pos, count, dst_fd, dst_pos, cb) -> ud copies count
+ * bytes (-1: to the end of the file) with copy_file_range(2) on the pool,
+ * falling back to pread/write through a 1 MiB buffer where the kernel
+ * refuses (another file system, O_APPEND, a pipe). A position of -1 means
+ * the fd's own offset. Each trip to the pool copies at most SPLICE_STEP
+ * bytes, so fs_splice_stop(ud) takes effect soon and a pool thread is not
+ * held for a whole large file. cb(kind, status, syscall, copied) runs once:
+ * kind SPLICE_END, SPLICE_SRC_ERROR (reading failed), SPLICE_DST_ERROR or
+ * SPLICE_STOPPED. The job holds the userdata and the callback while it
+ * runs; the struct goes with the later of the userdata and the job. */
+#define SPLICE_MT   "luvd.fs_splice"
+#define SPLICE_STEP ((int64_t)16 << 20)
+#define SPLICE_BUF  ((size_t)1 << 20)
+
+enum { SPLICE_END = 1, SPLICE_SRC_ERROR, SPLICE_DST_ERROR, SPLICE_STOPPED };
+
+typedef struct fs_splice_s {
+    uv_work_t req;
+    luvd_runtime_t *rt;
+    int src_fd, dst_fd;
+    int64_t src_pos, dst_pos, left; /* left: -1 to the end of the file */
+    int64_t copied;
+    int use_rw; /* copy_file_range refused: read and write */
+    int eof, err, kind, stop, busy, gc;
+    const char *syscall;
+    char *buf;
+    int cb_ref, self_ref;
+} fs_splice_t;
+
+static int splice_cfr_refused(int e)
+{
+    return e == EXDEV || e == ENOSYS || e == EINVAL || e == EOPNOTSUPP || e == EPERM || e == EBADF;
+}
+
+static int splice_dst_errno(int e)
+{
+    return e == ENOSPC || e == EFBIG || e == EDQUOT || e == EROFS || e == EPIPE;
+}
+
+/* On a pool thread: one step. */
+static void splice_work(uv_work_t *req)
+{
+    fs_splice_t *sp = req->data;
+    int64_t step = SPLICE_STEP;
+    while (step > 0 && !sp->eof && sp->left != 0) {
+        size_t n = (size_t)step;
+        ssize_t r;
+        if (sp->left > 0 && (int64_t)n > sp->left)
+            n = (size_t)sp->left;
+        if (!sp->use_rw) {
+            off_t si = sp->src_pos, di = sp->dst_pos;
+            r = copy_file_range(sp->src_fd, sp->src_pos >= 0 ? &si : NULL, sp->dst_fd,
+                                sp->dst_pos >= 0 ? &di : NULL, n, 0);
+            if (r < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (splice_cfr_refused(errno)) {
+                    sp->use_rw = 1;
+                    continue;
+                }
+                sp->err = -errno;
+                sp->kind = splice_dst_errno(errno) ? SPLICE_DST_ERROR : SPLICE_SRC_ERROR;
+                sp->syscall = sp->kind == SPLICE_DST_ERROR ? "write" : "read";
+                return;
+            }
+        } else {
+            size_t done = 0;
+            int rc;
+            if (!sp->buf && !(sp->buf = malloc(SPLICE_BUF))) {
+                sp->err = UV_ENOMEM;
+                sp->kind = SPLICE_SRC_ERROR;
+                sp->syscall = "read";
+                return;
+            }
+            if (n > SPLICE_BUF)
+                n = SPLICE_BUF;
+            r = sp->src_pos >= 0 ? pread(sp->src_fd, sp->buf, n, sp->src_pos)
+                                 : read(sp->src_fd, sp->buf, n);
+            if (r < 0) {
+                if (errno == EINTR)
+                    continue;
+                sp->err = -errno;
+                sp->kind = SPLICE_SRC_ERROR;
+                sp->syscall = "read";
+                return;
+            }
+            if (r > 0 && (rc = write_all(sp->dst_fd, sp->buf, (size_t)r, sp->dst_pos, &done)) < 0) {
+                sp->err = rc;
+                sp->kind = SPLICE_DST_ERROR;
+                sp->syscall = "write";
+                return;
+            }
+        }
+        if (r == 0) {
+            sp->eof = 1;
+            break;
+        }
+        if (sp->src_pos >= 0)
+            sp->src_pos += r;
+        if (sp->dst_pos >= 0)
+            sp->dst_pos += r;
+        if (sp->left > 0)
+            sp->left -= r;
+        sp->copied += r;
+        step -= r;
+    }
+}
+
+static void splice_free(fs_splice_t *sp)
+{
+    free(sp->buf);
+    free(sp);
+}
+
+static void splice_after(uv_work_t *req, int status)
+{
+    fs_splice_t *sp = req->data;
+    lua_State *L = sp->rt->L;
+    int rc = 0;
+    sp->busy = 0;
+    if (!L || sp->gc) {
+        splice_free(sp);
+        return;
+    }
+    if (status < 0 && !sp->err) {
+        sp->err = status;
+        sp->kind = SPLICE_SRC_ERROR;
+        sp->syscall = "read";
+    }
+    if (!sp->err && !sp->eof && sp->left != 0 && !sp->stop) {
+        rc = uv_queue_work(&sp->rt->loop, &sp->req, splice_work, splice_after);
+        if (rc == 0) {
+            sp->busy = 1;
+            return;
+        }
+        sp->err = rc;
+        sp->kind = SPLICE_SRC_ERROR;
+        sp->syscall = "read";
+    }
+    if (!sp->err)
+        sp->kind = sp->eof || sp->left == 0 ? SPLICE_END : SPLICE_STOPPED;
+    luvd__lua_pushref(L, sp->cb_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, sp->cb_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, sp->self_ref);
+    sp->cb_ref = sp->self_ref = LUA_NOREF;
+    lua_pushinteger(L, sp->kind);
+    lua_pushinteger(L, sp->err);
+    if (sp->syscall)
+        lua_pushstring(L, sp->syscall);
+    else
+        lua_pushnil(L);
+    lua_pushnumber(L, (double)sp->copied);
+    luvd__runtime_call(sp->rt, 4);
+}
+
+static int l_splice(lua_State *L)
+{
+    int src_fd = (int)luaL_checkinteger(L, 1), dst_fd = (int)luaL_checkinteger(L, 4), rc;
+    lua_Number src_pos = luaL_checknumber(L, 2), count = luaL_checknumber(L, 3);
+    lua_Number dst_pos = luaL_checknumber(L, 5);
+    fs_splice_t **ud, *sp;
+    luaL_checktype(L, 6, LUA_TFUNCTION);
+    ud = lua_newuserdata(L, sizeof *ud);
+    *ud = NULL;
+    luaL_getmetatable(L, SPLICE_MT);
+    lua_setmetatable(L, -2);
+    if (!(sp = calloc(1, sizeof *sp)))
+        return luaL_error(L, "out of memory");
+    *ud = sp;
+    sp->rt = luvd__runtime_get(L);
+    sp->req.data = sp;
+    sp->src_fd = src_fd;
+    sp->dst_fd = dst_fd;
+    sp->src_pos = src_pos < 0 ? -1 : (int64_t)src_pos;
+    sp->dst_pos = dst_pos < 0 ? -1 : (int64_t)dst_pos;
+    sp->left = count < 0 ? -1 : (int64_t)count;
+    sp->cb_ref = sp->self_ref = LUA_NOREF;
+    rc = uv_queue_work(&sp->rt->loop, &sp->req, splice_work, splice_after);
+    if (rc < 0) {
+        lua_pushnil(L);
+        lua_pushinteger(L, rc);
+        return 2;
+    }
+    sp->busy = 1;
+    lua_pushvalue(L, 6);
+    sp->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, -1);
+    sp->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 1;
+}
+
+/* fs_splice_stop(ud): the callback follows with SPLICE_STOPPED (or the end) */
+static int l_splice_stop(lua_State *L)
+{
+    fs_splice_t **ud = luaL_checkudata(L, 1, SPLICE_MT);
+    if (*ud)
+        (*ud)->stop = 1;
+    return 0;
+}
+
+static int l_splice_gc(lua_State *L)
+{
+    fs_splice_t **ud = luaL_checkudata(L, 1, SPLICE_MT);
+    fs_splice_t *sp = *ud;
+    *ud = NULL;
+    if (!sp)
+        return 0;
+    /* Only at lua_close while a step runs: its after callback frees it. */
+    if (sp->busy)
+        sp->gc = 1;
+    else
+        splice_free(sp);
+    return 0;
+}
+
 static const luaL_Reg fs_funcs[] = {
     {"fs_init", l_init},           {"fs_constants", l_constants},
     {"fs_open", l_open},           {"fs_close", l_close},
@@ -1647,11 +1864,22 @@ static const luaL_Reg fs_funcs[] = {
     {"fs_watch_ref", l_watch_ref}, {NULL, NULL},
 };
 
+static const luaL_Reg splice_funcs[] = {
+    {"fs_splice", l_splice},
+    {"fs_splice_stop", l_splice_stop},
+    {NULL, NULL},
+};
+
 int luvd__open_fs(lua_State *L)
 {
     const luaL_Reg *r;
     if (luaL_newmetatable(L, WATCH_MT)) {
         lua_pushcfunction(L, l_watch_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, SPLICE_MT)) {
+        lua_pushcfunction(L, l_splice_gc);
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
@@ -1667,5 +1895,17 @@ int luvd__open_fs(lua_State *L)
         lua_pushcfunction(L, r->func);
         lua_setfield(L, -2, r->name);
     }
+    for (r = splice_funcs; r->name; r++) {
+        lua_pushcfunction(L, r->func);
+        lua_setfield(L, -2, r->name);
+    }
+    lua_pushinteger(L, SPLICE_END);
+    lua_setfield(L, -2, "SPLICE_END");
+    lua_pushinteger(L, SPLICE_SRC_ERROR);
+    lua_setfield(L, -2, "SPLICE_SRC_ERROR");
+    lua_pushinteger(L, SPLICE_DST_ERROR);
+    lua_setfield(L, -2, "SPLICE_DST_ERROR");
+    lua_pushinteger(L, SPLICE_STOPPED);
+    lua_setfield(L, -2, "SPLICE_STOPPED");
     return 0;
 }

@@ -15,9 +15,12 @@
  * Lifetime (see luvd.h): free once closed and collected. Callbacks that run
  * after lua_close (the runtime's last uv_run) find rt->L NULL and only free.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
 
 #include "luvd.h"
 
@@ -25,7 +28,9 @@
 #define CHUNK_SIZE  65536
 #define CHUNK_CACHE 16 /* free chunks kept per runtime */
 #define PIPE_HWM    65536
-#define FSRC_BLOCK  262144 /* smallest read of a file source */
+#define FSRC_BLOCK  262144            /* smallest read of a file source */
+#define SF_TURN     ((size_t)8 << 20) /* sendfile bytes per loop turn */
+#define SF_CALL     ((size_t)1 << 30) /* the most one sendfile call asks for */
 
 static const char ctx_key = 'C';      /* registry: the ctx box */
 static const char dispatch_key = 'D'; /* registry: Lua's event dispatcher */
@@ -39,6 +44,7 @@ struct luvd_chunk_s {
     luvd_write_t w; /* w.data: the pipe */
     luvd_chunk_t *next;
     size_t cap;
+    size_t len; /* a file sink's chunk: the bytes in it */
     char data[];
 };
 
@@ -291,6 +297,9 @@ const luvd_stream_ops_t luvd__uv_stream_ops = {
 /* ---- the generic surface ------------------------------------------------------ */
 
 static void npipe_detach(luvd_npipe_t *p);
+typedef struct luvd_fsink_s luvd_fsink_t;
+static void fsink_detach(luvd_fsink_t *f);
+static void fsink_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 int luvd__stream_write(luvd_stream_t *s, luvd_write_t *w, uv_buf_t *bufs, unsigned nbufs)
 {
@@ -309,6 +318,8 @@ void luvd__stream_close(luvd_stream_t *s)
         npipe_detach(s->pipe_in);
     if (s->pipe_out)
         npipe_detach(s->pipe_out);
+    if (s->sink && s->sink->read == fsink_read)
+        fsink_detach(s->sink_data);
     s->ops->close(s);
 }
 
@@ -422,14 +433,14 @@ int luvd_stream_read_start(luvd_stream_t *s)
 {
     if (!usable(s))
         return UV_EBADF;
-    if (s->pipe_in)
-        return 0; /* the native pipe reads it */
+    if (s->pipe_in || s->sink)
+        return 0; /* the native pipe (or another C sink) reads it */
     return s->ops->read_start(s);
 }
 
 int luvd_stream_read_stop(luvd_stream_t *s)
 {
-    if (!usable(s) || s->pipe_in)
+    if (!usable(s) || s->pipe_in || s->sink)
         return 0;
     return s->ops->read_stop(s);
 }
@@ -691,6 +702,8 @@ struct luvd_npipe_s {
     int start_err; /* a failure while NP_STARTING */
     int refs;      /* the userdata, and one per chunk in flight */
     int cb_ref, self_ref, src_ref, dst_ref;
+    luvd_tls_t *tls; /* encrypts each chunk before dst (a TLS socket's tcp) */
+    int tls_ref;
 };
 
 /* File sources: enum for flags */
@@ -700,7 +713,10 @@ enum {
     FS_EOF = 1 << 2,
     FS_OWNFD = 1 << 3,
     FS_GC = 1 << 4,
+    FS_SENDFILE = 1 << 5, /* into a socket with sendfile(2), not by chunks */
 };
+
+typedef struct luvd_sfpoll_s luvd_sfpoll_t;
 
 struct luvd_fsrc_s {
     uv_fs_t req;
@@ -712,9 +728,12 @@ struct luvd_fsrc_s {
     size_t hwm;
     unsigned flags;
     char *path;
+    luvd_sfpoll_t *poll; /* FS_SENDFILE: waits for the socket to drain */
 };
 
 static void fsrc_next(luvd_fsrc_t *f);
+static void fsrc_sendfile(luvd_fsrc_t *f);
+static void sf_poll_drop(luvd_fsrc_t *f);
 
 static void npipe_unref(luvd_npipe_t *p)
 {
@@ -742,8 +761,10 @@ static void npipe_detach(luvd_npipe_t *p)
         if (usable(src))
             src->ops->read_stop(src);
     }
-    if (p->fsrc)
+    if (p->fsrc) {
+        sf_poll_drop(p->fsrc);
         p->fsrc->pipe = NULL;
+    }
     if (p->dst->pipe_out == p)
         p->dst->pipe_out = NULL;
     if (L) {
@@ -751,8 +772,10 @@ static void npipe_detach(luvd_npipe_t *p)
         luaL_unref(L, LUA_REGISTRYINDEX, p->src_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, p->dst_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, p->self_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, p->tls_ref);
     }
-    p->cb_ref = p->src_ref = p->dst_ref = p->self_ref = LUA_NOREF;
+    p->cb_ref = p->src_ref = p->dst_ref = p->self_ref = p->tls_ref = LUA_NOREF;
+    p->tls = NULL;
 }
 
 static void npipe_finish(luvd_npipe_t *p, int kind, int status, const char *syscall)
@@ -825,6 +848,28 @@ static void npipe_write_cb(luvd_write_t *w, int status)
     npipe_unref(p);
 }
 
+/* Takes c; returns the chunk of its records (c goes back), or NULL after
+ * reporting the failure. */
+static luvd_chunk_t *npipe_encrypt(luvd_npipe_t *p, luvd_chunk_t *c, size_t *n)
+{
+    const char *out;
+    size_t len;
+    luvd_chunk_t *e;
+    int rc = luvd__tls_encrypt(p->tls, c->data, *n, &out, &len);
+    chunk_put(p->ctx, c);
+    if (rc < 0) {
+        npipe_finish(p, NP_DST_ERROR, UV_EPROTO, "write");
+        return NULL;
+    }
+    if (!(e = chunk_get(p->ctx, len < CHUNK_SIZE ? CHUNK_SIZE : len))) {
+        npipe_finish(p, NP_DST_ERROR, UV_ENOMEM, "write");
+        return NULL;
+    }
+    memcpy(e->data, out, len);
+    *n = len;
+    return e;
+}
+
 /* Takes c. */
 static void npipe_write(luvd_npipe_t *p, luvd_chunk_t *c, size_t n)
 {
@@ -834,6 +879,8 @@ static void npipe_write(luvd_npipe_t *p, luvd_chunk_t *c, size_t n)
         chunk_put(p->ctx, c);
         return;
     }
+    if (p->tls && !(c = npipe_encrypt(p, c, &n)))
+        return;
     buf.base = c->data;
     buf.len = n;
     c->w.cb = npipe_write_cb;
@@ -901,6 +948,7 @@ static void fsrc_close_fd(luvd_fsrc_t *f)
 
 static void fsrc_free(luvd_fsrc_t *f)
 {
+    sf_poll_drop(f);
     fsrc_close_fd(f);
     if (f->chunk)
         chunk_put(f->ctx, f->chunk);
@@ -967,6 +1015,10 @@ static void fsrc_next(luvd_fsrc_t *f)
     int rc;
     if (f->flags & (FS_BUSY | FS_EOF))
         return;
+    if ((f->flags & (FS_SENDFILE | FS_OPEN)) == (FS_SENDFILE | FS_OPEN)) {
+        fsrc_sendfile(f);
+        return;
+    }
     f->req.data = f;
     if (!(f->flags & FS_OPEN)) {
         rc = uv_fs_open(loop, &f->req, f->path, O_RDONLY | O_CLOEXEC, 0, fsrc_fs_cb);
@@ -1000,6 +1052,168 @@ static void fsrc_next(luvd_fsrc_t *f)
         return;
     }
     f->flags |= FS_BUSY;
+}
+
+/* ---- the file source into a socket: sendfile(2) ------------------------------
+ *
+ * A file source piped into a plain socket (tcp or unix) hands the bytes to
+ * the kernel: sendfile on the loop thread, non-blocking on the socket side,
+ * until the socket's buffer is full, the range ends or SF_TURN bytes went
+ * out in this turn of the loop. Then it waits for the socket to be writable
+ * again with a uv_poll_t on a dup of the socket's descriptor (libuv watches
+ * the descriptor itself for the tcp handle, and one fd number can have one
+ * watcher; the dup is another number for the same socket). The page cache
+ * is read on the loop thread: a file that is not cached blocks the loop for
+ * the disk read, the price of not copying every byte twice. Bytes queued on
+ * the socket by libuv (the pipe's first chunk, a Lua write) go out first. */
+
+struct luvd_sfpoll_s {
+    uv_poll_t h;
+    luvd_fsrc_t *f; /* NULL once dropped */
+    int fd;         /* the dup, closed with the handle */
+    int err;        /* the poll failed: report it rather than poll again */
+};
+
+static void sf_poll_close_cb(uv_handle_t *h)
+{
+    luvd_sfpoll_t *sp = h->data;
+    close(sp->fd);
+    free(sp);
+}
+
+static void sf_poll_drop(luvd_fsrc_t *f)
+{
+    luvd_sfpoll_t *sp = f->poll;
+    if (!sp)
+        return;
+    f->poll = NULL;
+    sp->f = NULL;
+    uv_close((uv_handle_t *)&sp->h, sf_poll_close_cb);
+}
+
+static void sf_poll_cb(uv_poll_t *h, int status, int events)
+{
+    luvd_sfpoll_t *sp = h->data;
+    luvd_fsrc_t *f = sp->f;
+    (void)events;
+    uv_poll_stop(h);
+    if (!f || !f->pipe)
+        return;
+    /* libuv reports POLLERR as UV_EBADF: sendfile tells the real error
+     * (ECONNRESET, EPIPE); if it still would block, the poll's is it. */
+    sp->err = status < 0 ? status : 0;
+    fsrc_sendfile(f);
+}
+
+static int sf_wait_writable(luvd_fsrc_t *f)
+{
+    luvd_stream_t *dst = f->pipe->dst;
+    luvd_sfpoll_t *sp = f->poll;
+    uv_os_fd_t fd;
+    int rc;
+    if (!sp) {
+        if ((rc = uv_fileno(&dst->h.handle, &fd)) < 0)
+            return rc;
+        if (!(sp = calloc(1, sizeof *sp)))
+            return UV_ENOMEM;
+        if ((sp->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+            rc = -errno;
+            free(sp);
+            return rc;
+        }
+        if ((rc = uv_poll_init(&f->pipe->rt->loop, &sp->h, sp->fd)) < 0) {
+            close(sp->fd);
+            free(sp);
+            return rc;
+        }
+        sp->h.data = sp;
+        sp->f = f;
+        f->poll = sp;
+    }
+    return uv_poll_start(&sp->h, UV_WRITABLE, sf_poll_cb);
+}
+
+static void fsrc_sendfile_end(luvd_fsrc_t *f)
+{
+    luvd_npipe_t *p = f->pipe;
+    f->flags |= FS_EOF;
+    sf_poll_drop(f);
+    fsrc_close_fd(f);
+    npipe_src_end(p);
+}
+
+static void fsrc_sendfile(luvd_fsrc_t *f)
+{
+    luvd_npipe_t *p = f->pipe;
+    luvd_stream_t *dst = p->dst;
+    size_t turn = 0, len;
+    uv_os_fd_t sock;
+    ssize_t n;
+    off_t off;
+    int rc, e;
+    if (p->flags & NP_STARTING) {
+        /* Inside stream_pipe: the end must not be reported from there. */
+        if ((rc = sf_wait_writable(f)) < 0)
+            npipe_finish(p, NP_DST_ERROR, rc, "write");
+        return;
+    }
+    if (p->inflight > 0) {
+        p->flags |= NP_PAUSED; /* the first chunk's callback goes on */
+        return;
+    }
+    if (dst->ops->queued(dst) > 0 || uv_fileno(&dst->h.handle, &sock) < 0) {
+        if ((rc = sf_wait_writable(f)) < 0)
+            npipe_finish(p, NP_DST_ERROR, rc, "write");
+        return;
+    }
+    while (turn < SF_TURN) {
+        len = SF_CALL;
+        if (f->end >= 0)
+            len = f->pos > f->end                       ? 0
+                  : (size_t)(f->end - f->pos + 1) < len ? (size_t)(f->end - f->pos + 1)
+                                                        : len;
+        if (len == 0) {
+            fsrc_sendfile_end(f);
+            return;
+        }
+        off = f->pos;
+        n = sendfile(sock, f->fd, &off, len);
+        if (n > 0) {
+            f->pos += n;
+            dst->bytes_written += (uint64_t)n;
+            turn += (size_t)n;
+            continue;
+        }
+        if (n == 0) {
+            fsrc_sendfile_end(f);
+            return;
+        }
+        e = errno;
+        if (e == EINTR)
+            continue;
+        if (e == EAGAIN)
+            break;
+        if (e == EINVAL || e == ENOSYS) {
+            /* The file cannot be mapped (a pipe, procfs): read it by chunks. */
+            f->flags &= ~FS_SENDFILE;
+            sf_poll_drop(f);
+            fsrc_next(f);
+            return;
+        }
+        if (e == EIO || e == EOVERFLOW || e == ESPIPE || e == EISDIR)
+            npipe_finish(p, NP_SRC_ERROR, -e, "read");
+        else
+            npipe_finish(p, NP_DST_ERROR, -e, "write");
+        return;
+    }
+    /* The socket is full, or this turn is over: the poll is level-triggered
+     * and fires at once in the second case. */
+    if (f->poll && f->poll->err < 0 && turn == 0) {
+        npipe_finish(p, NP_DST_ERROR, f->poll->err, "write");
+        return;
+    }
+    if ((rc = sf_wait_writable(f)) < 0)
+        npipe_finish(p, NP_DST_ERROR, rc, "write");
 }
 
 static luvd_fsrc_t *fsrc_check(lua_State *L, int idx)
@@ -1086,9 +1300,10 @@ static luvd_npipe_t *npipe_check(lua_State *L, int idx)
     return *ud;
 }
 
-/* stream_pipe(src, dst, hwm, cb[, first]) -> pipe, or nil and an error
- * code. src: a stream or a file source; dst: a stream; first: bytes to
- * write before the source's (what a Lua source had buffered). */
+/* stream_pipe(src, dst, hwm, cb[, first[, tls]]) -> pipe, or nil and an
+ * error code. src: a stream or a file source; dst: a stream; first: bytes
+ * to write before the source's (what a Lua source had buffered); tls: a
+ * secure TLS connection over dst that encrypts every chunk (first too). */
 static int l_pipe(lua_State *L)
 {
     luvd_stream_t *dst = luvd__stream_check(L, 2), *src = NULL;
@@ -1127,7 +1342,12 @@ static int l_pipe(lua_State *L)
     p->hwm = (size_t)hwm;
     p->refs = 1;
     p->flags = NP_STARTING;
+    p->tls_ref = LUA_NOREF;
     *ud = p;
+    if ((p->tls = luvd__tls_test(L, 6)) != NULL) {
+        lua_pushvalue(L, 6);
+        p->tls_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     lua_pushvalue(L, 1);
     p->src_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, 2);
@@ -1148,6 +1368,9 @@ static int l_pipe(lua_State *L)
     }
     if (fsrc) {
         fsrc->pipe = p;
+        if (dst->ops == &luvd__uv_stream_ops && !p->tls &&
+            (dst->kind == LUVD_KIND_TCP || dst->kind == LUVD_KIND_PIPE))
+            fsrc->flags |= FS_SENDFILE;
         if (!(p->flags & (NP_DONE | NP_PAUSED)))
             fsrc_next(fsrc);
     } else {
@@ -1188,6 +1411,421 @@ static int npipe_gc(lua_State *L)
     return 0;
 }
 
+/* ---- the file sink: a stream read into a file ------------------------------
+ *
+ * stream_to_file(src, fd, pos, hwm, cb[, tls]) -> sink, or nil and an error
+ * code. src's reads go to C and into the file fd at pos (-1: the fd's
+ * offset), written on the pool one chunk at a time in order, the others
+ * waiting in a list. With tls (a secure connection over src) each read is
+ * decrypted first and the records the engine has to send back (tickets,
+ * alerts) are written into src. Reading stops while the chunks held reach
+ * hwm and goes on under it. cb(kind, status, syscall, bytes) once:
+ * NP_END (all written; status UV_EOF when src ended, 0 when the peer sent
+ * close_notify and src goes back to Lua), NP_SRC_ERROR (a read failed,
+ * or the engine: status UV_EPROTO, conn:error() tells why), NP_DST_ERROR
+ * (a write failed) or FK_STOPPED. file_sink_stop(sink) -> true when it
+ * stopped then and there (no callback), false when a write is still on
+ * the pool (FK_STOPPED follows). A close of src detaches the sink
+ * silently; Lua stops it then. */
+
+enum { FK_STOPPED = NP_DST_ERROR + 1 };
+
+enum {
+    FK_ENDED = 1 << 0, /* the source ended: write what is left, then report */
+    FK_BUSY = 1 << 1,  /* a write is on the pool */
+    FK_DONE = 1 << 2,  /* reported, or stopped without a report */
+    FK_PAUSED = 1 << 3,
+    FK_STOP = 1 << 4,
+};
+
+#define FSINK_MT "luvd.fsink"
+
+struct luvd_fsink_s {
+    uv_fs_t req;
+    luvd_runtime_t *rt;
+    luvd_stream_ctx_t *ctx;
+    luvd_stream_t *src; /* NULL once detached */
+    luvd_tls_t *tls;
+    luvd_chunk_t *reading;
+    luvd_chunk_t *head, *tail; /* waiting */
+    luvd_chunk_t *writing;
+    uv_file fd;
+    int64_t pos, bytes;
+    size_t hwm, held;
+    unsigned flags;
+    int kind, status;
+    const char *syscall;
+    int refs;
+    int cb_ref, self_ref, src_ref, tls_ref;
+};
+
+static const luvd_stream_sink_t fsink_sink;
+
+static void fsink_unref(luvd_fsink_t *f)
+{
+    if (--f->refs > 0)
+        return;
+    while (f->head) {
+        luvd_chunk_t *c = f->head;
+        f->head = c->next;
+        chunk_put(f->ctx, c);
+    }
+    if (f->reading)
+        chunk_put(f->ctx, f->reading);
+    ctx_unref(f->ctx);
+    free(f);
+}
+
+/* The source goes back to Lua (not reading). */
+static void fsink_detach(luvd_fsink_t *f)
+{
+    luvd_stream_t *s = f->src;
+    if (!s)
+        return;
+    f->src = NULL;
+    s->sink = NULL;
+    s->sink_data = NULL;
+    if (usable(s))
+        s->ops->read_stop(s);
+}
+
+static void fsink_release(luvd_fsink_t *f)
+{
+    lua_State *L = f->rt->L;
+    if (L) {
+        luaL_unref(L, LUA_REGISTRYINDEX, f->cb_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, f->src_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, f->tls_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, f->self_ref);
+    }
+    f->cb_ref = f->src_ref = f->tls_ref = f->self_ref = LUA_NOREF;
+    f->tls = NULL;
+}
+
+/* Reports once nothing is on the pool (from a libuv callback only). */
+static void fsink_report(luvd_fsink_t *f)
+{
+    lua_State *L = f->rt->L;
+    int cb_ref = f->cb_ref;
+    if (f->flags & (FK_DONE | FK_BUSY))
+        return;
+    f->flags |= FK_DONE;
+    f->cb_ref = LUA_NOREF;
+    fsink_detach(f);
+    f->refs++;
+    if (L) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, cb_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
+        lua_pushinteger(L, f->kind ? f->kind : NP_END);
+        lua_pushinteger(L, f->status);
+        if (f->syscall)
+            lua_pushstring(L, f->syscall);
+        else
+            lua_pushnil(L);
+        lua_pushnumber(L, (double)f->bytes);
+        fsink_release(f);
+        luvd__runtime_call(f->rt, 4);
+    }
+    fsink_unref(f);
+}
+
+static void fsink_fail(luvd_fsink_t *f, int kind, int status, const char *syscall)
+{
+    if (!f->kind) {
+        f->kind = kind;
+        f->status = status;
+        f->syscall = syscall;
+    }
+    fsink_detach(f);
+}
+
+static void fsink_next(luvd_fsink_t *f);
+
+static void fsink_write_cb(uv_fs_t *req)
+{
+    luvd_fsink_t *f = req->data;
+    luvd_chunk_t *c = f->writing;
+    ssize_t n = req->result;
+    uv_fs_req_cleanup(req);
+    f->writing = NULL;
+    f->flags &= ~FK_BUSY;
+    f->held -= c->cap;
+    if (n < 0) {
+        fsink_fail(f, NP_DST_ERROR, (int)n, "write");
+    } else {
+        f->bytes += n;
+        if (f->pos >= 0)
+            f->pos += n;
+        if ((size_t)n < c->len) { /* a short write: the rest goes again */
+            memmove(c->data, c->data + n, c->len - (size_t)n);
+            c->len -= (size_t)n;
+            c->next = f->head;
+            f->head = c;
+            if (!f->tail)
+                f->tail = c;
+            f->held += c->cap;
+            c = NULL;
+        }
+    }
+    if (c)
+        chunk_put(f->ctx, c);
+    fsink_next(f);
+    fsink_unref(f);
+}
+
+/* Starts the next write, resumes reading under hwm, or reports. */
+static void fsink_next(luvd_fsink_t *f)
+{
+    uv_buf_t buf;
+    int rc;
+    if (f->flags & (FK_BUSY | FK_DONE))
+        return;
+    if (f->kind || (f->flags & FK_STOP)) {
+        if (!f->kind)
+            f->kind = FK_STOPPED;
+        if (f->rt->L)
+            fsink_report(f);
+        return;
+    }
+    if (f->head) {
+        luvd_chunk_t *c = f->head;
+        f->head = c->next;
+        if (!f->head)
+            f->tail = NULL;
+        f->writing = c;
+        buf.base = c->data;
+        buf.len = c->len;
+        f->req.data = f;
+        rc = uv_fs_write(&f->rt->loop, &f->req, f->fd, &buf, 1, f->pos, fsink_write_cb);
+        if (rc < 0) {
+            f->writing = NULL;
+            f->held -= c->cap;
+            chunk_put(f->ctx, c);
+            fsink_fail(f, NP_DST_ERROR, rc, "write");
+            fsink_report(f);
+            return;
+        }
+        f->flags |= FK_BUSY;
+        f->refs++;
+    } else if (f->flags & FK_ENDED) {
+        fsink_report(f);
+        return;
+    }
+    if ((f->flags & FK_PAUSED) && f->held < f->hwm && f->src && !(f->flags & FK_ENDED)) {
+        f->flags &= ~FK_PAUSED;
+        if ((rc = f->src->ops->read_start(f->src)) < 0)
+            fsink_fail(f, NP_SRC_ERROR, rc, "read");
+    }
+}
+
+static void fsink_queue(luvd_fsink_t *f, luvd_chunk_t *c, size_t len)
+{
+    c->len = len;
+    c->next = NULL;
+    if (f->tail)
+        f->tail->next = c;
+    else
+        f->head = c;
+    f->tail = c;
+    f->held += c->cap;
+    if (f->held >= f->hwm && f->src && !(f->flags & FK_PAUSED)) {
+        f->flags |= FK_PAUSED;
+        f->src->ops->read_stop(f->src);
+    }
+}
+
+static void fsink_sent_cb(luvd_write_t *w, int status)
+{
+    luvd_chunk_t *c = (luvd_chunk_t *)w;
+    luvd_fsink_t *f = w->data;
+    chunk_put(f->ctx, c);
+    fsink_unref(f);
+}
+
+/* Copies bytes into a new chunk; NULL when memory ran out. */
+static luvd_chunk_t *fsink_copy(luvd_fsink_t *f, const char *data, size_t len)
+{
+    luvd_chunk_t *c = chunk_get(f->ctx, len < CHUNK_SIZE ? CHUNK_SIZE : len);
+    if (c)
+        memcpy(c->data, data, len);
+    return c;
+}
+
+/* Decrypts a read: the plaintext to the queue, the engine's records to src. */
+static void fsink_decrypt(luvd_fsink_t *f, luvd_chunk_t *in, size_t n)
+{
+    const char *plain, *out;
+    size_t plain_len, out_len;
+    luvd_chunk_t *c;
+    uv_buf_t buf;
+    int rc = luvd__tls_decrypt(f->tls, in->data, n, &plain, &plain_len, &out, &out_len);
+    chunk_put(f->ctx, in);
+    if (out_len > 0 && f->src) {
+        if (!(c = fsink_copy(f, out, out_len))) {
+            fsink_fail(f, NP_SRC_ERROR, UV_ENOMEM, "read");
+            return;
+        }
+        c->w.cb = fsink_sent_cb;
+        c->w.data = f;
+        buf.base = c->data;
+        buf.len = out_len;
+        if (luvd__stream_write(f->src, &c->w, &buf, 1) == 0)
+            f->refs++;
+        else
+            chunk_put(f->ctx, c);
+    }
+    if (rc < 0) {
+        fsink_fail(f, NP_SRC_ERROR, UV_EPROTO, "read");
+        return;
+    }
+    if (plain_len > 0) {
+        if (!(c = fsink_copy(f, plain, plain_len))) {
+            fsink_fail(f, NP_SRC_ERROR, UV_ENOMEM, "read");
+            return;
+        }
+        fsink_queue(f, c, plain_len);
+    }
+    if (rc == 1) {
+        f->flags |= FK_ENDED;
+        fsink_detach(f);
+    }
+}
+
+static void fsink_alloc(luvd_stream_t *s, size_t suggested, uv_buf_t *buf)
+{
+    luvd_fsink_t *f = s->sink_data;
+    luvd_chunk_t *c = f->reading ? f->reading : chunk_get(f->ctx, CHUNK_SIZE);
+    f->reading = c;
+    buf->base = c ? c->data : NULL;
+    buf->len = c ? c->cap : 0;
+}
+
+static void fsink_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    luvd_fsink_t *f = s->sink_data;
+    luvd_chunk_t *c = f->reading;
+    f->reading = NULL;
+    if (nread > 0) {
+        if (f->tls)
+            fsink_decrypt(f, c, (size_t)nread);
+        else
+            fsink_queue(f, c, (size_t)nread);
+    } else {
+        if (c)
+            chunk_put(f->ctx, c);
+        if (nread == UV_EOF) {
+            f->flags |= FK_ENDED;
+            if (!f->kind)
+                f->status = UV_EOF; /* NP_END's status: the source's end, not close_notify */
+            fsink_detach(f);
+        } else if (nread < 0) {
+            fsink_fail(f, NP_SRC_ERROR, (int)nread, "read");
+        }
+    }
+    fsink_next(f);
+}
+
+static const luvd_stream_sink_t fsink_sink = {fsink_alloc, fsink_read};
+
+static luvd_fsink_t *fsink_check(lua_State *L, int idx)
+{
+    luvd_fsink_t **ud = luaL_checkudata(L, idx, FSINK_MT);
+    if (!*ud)
+        luaL_argerror(L, idx, "file sink already collected");
+    return *ud;
+}
+
+static int l_stream_to_file(lua_State *L)
+{
+    luvd_stream_t *src = luvd__stream_check(L, 1);
+    uv_file fd = (uv_file)luaL_checkinteger(L, 2);
+    lua_Number pos = luaL_optnumber(L, 3, -1);
+    lua_Integer hwm = luaL_optinteger(L, 4, (lua_Integer)1 << 20);
+    luvd_fsink_t **ud, *f;
+    int rc = 0;
+    luaL_checktype(L, 5, LUA_TFUNCTION);
+    if (!usable(src))
+        rc = UV_EBADF;
+    else if (src->pipe_in || src->sink)
+        rc = UV_EBUSY;
+    if (rc < 0) {
+        lua_pushnil(L);
+        lua_pushinteger(L, rc);
+        return 2;
+    }
+    ud = lua_newuserdata(L, sizeof *ud);
+    *ud = NULL;
+    luaL_getmetatable(L, FSINK_MT);
+    lua_setmetatable(L, -2);
+    if (!(f = calloc(1, sizeof *f)))
+        return luaL_error(L, "out of memory");
+    *ud = f;
+    f->rt = luvd__runtime_get(L);
+    f->ctx = ctx_get(L);
+    f->src = src;
+    f->fd = fd;
+    f->pos = pos < 0 ? -1 : (int64_t)pos;
+    f->hwm = hwm > 0 ? (size_t)hwm : (size_t)1 << 20;
+    f->refs = 1;
+    f->tls_ref = LUA_NOREF;
+    if ((f->tls = luvd__tls_test(L, 6)) != NULL) {
+        lua_pushvalue(L, 6);
+        f->tls_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_pushvalue(L, 1);
+    f->src_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 5);
+    f->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, -1);
+    f->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    src->sink = &fsink_sink;
+    src->sink_data = f;
+    if ((rc = src->ops->read_start(src)) < 0) {
+        fsink_detach(f);
+        f->flags |= FK_DONE;
+        fsink_release(f);
+        lua_pushnil(L);
+        lua_pushinteger(L, rc);
+        return 2;
+    }
+    return 1;
+}
+
+/* file_sink_stop(sink) -> stopped now (true: no callback), bytes written */
+static int l_file_sink_stop(lua_State *L)
+{
+    luvd_fsink_t *f = fsink_check(L, 1);
+    int now = 1;
+    if (!(f->flags & FK_DONE)) {
+        f->flags |= FK_STOP;
+        fsink_detach(f);
+        if (f->flags & FK_BUSY) {
+            now = 0;
+        } else {
+            f->flags |= FK_DONE;
+            fsink_release(f);
+        }
+    }
+    lua_pushboolean(L, now);
+    lua_pushnumber(L, (double)f->bytes);
+    return 2;
+}
+
+static int fsink_gc(lua_State *L)
+{
+    luvd_fsink_t **ud = luaL_checkudata(L, 1, FSINK_MT);
+    luvd_fsink_t *f = *ud;
+    *ud = NULL;
+    if (!f)
+        return 0;
+    if (!(f->flags & FK_DONE)) { /* only at lua_close */
+        fsink_detach(f);
+        f->flags |= FK_DONE | FK_STOP;
+    }
+    fsink_unref(f);
+    return 0;
+}
+
 /* ---- registration ---------------------------------------------------------- */
 
 static int ctx_gc(lua_State *L)
@@ -1213,6 +1851,8 @@ static const luaL_Reg stream_funcs[] = {
     {"stream_unpipe", l_unpipe},
     {"file_source", l_file_source},
     {"file_source_info", l_file_source_info},
+    {"stream_to_file", l_stream_to_file},
+    {"file_sink_stop", l_file_sink_stop},
     {NULL, NULL},
 };
 
@@ -1232,6 +1872,11 @@ int luvd__open_stream(lua_State *L)
     lua_pop(L, 1);
     if (luaL_newmetatable(L, FSRC_MT)) {
         lua_pushcfunction(L, fsrc_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, FSINK_MT)) {
+        lua_pushcfunction(L, fsink_gc);
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
@@ -1274,5 +1919,7 @@ int luvd__open_stream(lua_State *L)
     lua_setfield(L, -2, "PIPE_SRC_ERROR");
     lua_pushinteger(L, NP_DST_ERROR);
     lua_setfield(L, -2, "PIPE_DST_ERROR");
+    lua_pushinteger(L, FK_STOPPED);
+    lua_setfield(L, -2, "PIPE_STOPPED");
     return 0;
 }

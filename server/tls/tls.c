@@ -533,6 +533,32 @@ int luvd_tls_writev(luvd_tls_t *t, const luvd_buf_t *bufs, int nbufs)
     return finish(t, 0);
 }
 
+luvd_tls_t *luvd__tls_test(lua_State *L, int idx)
+{
+    luvd_tls_t *t = luaL_testudata(L, idx, CONN_MT);
+    return t && t->ssl ? t : NULL;
+}
+
+int luvd__tls_encrypt(luvd_tls_t *t, const char *data, size_t len, const char **out,
+                      size_t *out_len)
+{
+    int ev = luvd_tls_write(t, data, len);
+    *out = t->out_base;
+    *out_len = t->out_len;
+    return ev < 0 || (ev & LUVD_TLS_WANT_WRITE) ? -1 : 0;
+}
+
+int luvd__tls_decrypt(luvd_tls_t *t, const char *data, size_t len, const char **plain,
+                      size_t *plain_len, const char **out, size_t *out_len)
+{
+    int ev = luvd_tls_feed(t, data, len);
+    *plain = t->plain_base;
+    *plain_len = ev < 0 ? 0 : t->plain_len;
+    *out = t->out_base;
+    *out_len = t->out_len;
+    return ev < 0 ? -1 : (ev & LUVD_TLS_CLOSE_NOTIFY) ? 1 : 0;
+}
+
 /* Sends close_notify (once); out_* holds the alert. */
 int luvd_tls_shutdown(luvd_tls_t *t)
 {

@@ -8,11 +8,13 @@
  * a zstream over a whole input on a pool thread into one growing buffer and
  * hands the result to Lua as one string. modules/luvd/zlib.lua checks the
  * options; the C side trusts their ranges. */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <zlib.h>
 #ifdef LUVD_HAVE_LIBDEFLATE
 #include <libdeflate.h>
@@ -900,6 +902,399 @@ static int l_zstream_close(lua_State *L)
     return 0;
 }
 
+/* ---- the native zlib pipe: file -> zlib -> file or stream ------------------
+ *
+ * zlib_pipe(context, src_fd, src_pos, count, dst, dst_pos, hwm, cb) -> ud
+ * runs a zlib Transform's context over a file without Lua: a pool job
+ * reads the file a slice at a time (pread, or read at the fd's offset when
+ * src_pos is -1; count -1: to the end), feeds each slice through the same
+ * zctx_work the Transform uses (Z_NO_FLUSH per slice, then Z_FINISH on an
+ * empty input at the end, as the Lua path does, in other slices) and
+ * writes the output: into a file (dst an fd, written on the pool at dst_pos
+ * or the fd's offset) within the same job, or into a native stream (dst a
+ * stream userdata) from the loop thread, the output buffer handed to the
+ * write. A stream sink gets one slice per job and the next job waits while
+ * the stream's queue is at hwm or more: memory stays at a few slices.
+ * cb(kind, status, what, bytes_in, bytes_out) runs once: ZP_END,
+ * ZP_SRC_ERROR (status: errno, what: the syscall), ZP_DST_ERROR (the same),
+ * ZP_ZLIB_ERROR (status: zlib's code, what: its message) or ZP_STOPPED.
+ * zlib_pipe_stop(ud) -> true when it stopped there and then (no callback
+ * follows), false when a job or write is still out (ZP_STOPPED follows).
+ * While it runs the pipe holds its userdata, the context's and the
+ * stream's; the context counts as busy (a close frees it after the job). */
+
+#define ZPIPE_MT       "luvd.zlib.pipe"
+#define ZPIPE_SLICE    ((size_t)256 << 10)
+#define ZPIPE_FILE_JOB ((int64_t)8 << 20) /* input per pool trip into a file */
+
+enum { ZP_END = 1, ZP_SRC_ERROR, ZP_DST_ERROR, ZP_ZLIB_ERROR, ZP_STOPPED };
+
+typedef struct zpipe_s zpipe_t;
+
+typedef struct zpipe_out_s {
+    luvd_write_t w;
+    zpipe_t *p;
+    unsigned char *buf;
+} zpipe_out_t;
+
+struct zpipe_s {
+    uv_work_t req;
+    luvd_runtime_t *rt;
+    zctx_t *c;
+    int src_fd, dst_fd;
+    int64_t src_pos, dst_pos, left;
+    luvd_stream_t *dst; /* NULL: the file dst_fd */
+    size_t hwm;
+    int64_t bytes_in, bytes_out;
+    int in_eof;   /* the file is read to its end (or count) */
+    int finished; /* Z_FINISH ran: all output is made */
+    int kind, status;
+    const char *what;
+    int stop, busy, detached, reported;
+    int inflight; /* stream writes out */
+    int refs;     /* userdata, job, writes */
+    int cb_ref, self_ref, ctx_ref, dst_ref;
+};
+
+static void zpipe_unref(zpipe_t *p)
+{
+    if (--p->refs == 0)
+        free(p);
+}
+
+static void zpipe_fail(zpipe_t *p, int kind, int status, const char *what)
+{
+    if (p->kind)
+        return;
+    p->kind = kind;
+    p->status = status;
+    p->what = what;
+}
+
+static int write_all_fd(int fd, const unsigned char *buf, size_t len, int64_t pos, size_t *done)
+{
+    while (*done < len) {
+        ssize_t r = pos < 0 ? write(fd, buf + *done, len - *done)
+                            : pwrite(fd, buf + *done, len - *done, (off_t)(pos + (int64_t)*done));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0)
+            return UV_EIO;
+        *done += (size_t)r;
+    }
+    return 0;
+}
+
+/* Output to the file sink (pool thread). */
+static int zpipe_write_file(zpipe_t *p)
+{
+    zctx_t *c = p->c;
+    size_t done = 0;
+    int rc;
+    if (c->out_len == 0)
+        return 0;
+    rc = write_all_fd(p->dst_fd, c->out, c->out_len, p->dst_pos, &done);
+    if (p->dst_pos >= 0)
+        p->dst_pos += (int64_t)done;
+    p->bytes_out += (int64_t)done;
+    if (rc < 0)
+        zpipe_fail(p, ZP_DST_ERROR, rc, "write");
+    return rc;
+}
+
+/* One step of the pipe on a pool thread. */
+static void zpipe_work(uv_work_t *req)
+{
+    zpipe_t *p = req->data;
+    zctx_t *c = p->c;
+    int64_t budget = ZPIPE_FILE_JOB;
+    c->out_len = 0;
+    while (budget > 0 && !p->finished && !p->kind) {
+        size_t want = ZPIPE_SLICE;
+        ssize_t n = 0;
+        if (!p->in_eof) {
+            if (p->left >= 0 && (int64_t)want > p->left)
+                want = (size_t)p->left;
+            if (c->in_cap < ZPIPE_SLICE) {
+                unsigned char *nb = realloc(c->in, ZPIPE_SLICE);
+                if (!nb) {
+                    zpipe_fail(p, ZP_SRC_ERROR, UV_ENOMEM, "read");
+                    return;
+                }
+                c->in = nb;
+                c->in_cap = ZPIPE_SLICE;
+            }
+            while (want > 0) {
+                n = p->src_pos >= 0 ? pread(p->src_fd, c->in, want, p->src_pos)
+                                    : read(p->src_fd, c->in, want);
+                if (n >= 0 || errno != EINTR)
+                    break;
+            }
+            if (n < 0) {
+                zpipe_fail(p, ZP_SRC_ERROR, -errno, "read");
+                return;
+            }
+            if (n == 0)
+                p->in_eof = 1;
+            if (p->src_pos >= 0)
+                p->src_pos += n;
+            if (p->left > 0)
+                p->left -= n;
+            p->bytes_in += n;
+            budget -= n > 0 ? n : 1;
+        }
+        c->in_len = (size_t)n;
+        c->flush = p->in_eof ? Z_FINISH : Z_NO_FLUSH;
+        zctx_work(&c->w); /* output from 0: a stream sink runs one slice a job */
+        if (c->dead) {
+            zpipe_fail(p, ZP_ZLIB_ERROR, c->zerr, c->message);
+            return;
+        }
+        if (p->in_eof)
+            p->finished = 1;
+        if (p->dst)
+            break;
+        if (zpipe_write_file(p) < 0)
+            return;
+    }
+}
+
+static void zpipe_report(zpipe_t *p)
+{
+    lua_State *L = p->rt->L;
+    int cb_ref = p->cb_ref;
+    if (p->reported)
+        return;
+    p->reported = 1;
+    p->cb_ref = LUA_NOREF;
+    if (p->c) {
+        p->c->busy = 0;
+        if (p->c->closed)
+            zctx_free(p->c);
+        p->c = NULL;
+    }
+    if (!L)
+        return;
+    luaL_unref(L, LUA_REGISTRYINDEX, p->self_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, p->ctx_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, p->dst_ref);
+    p->self_ref = p->ctx_ref = p->dst_ref = LUA_NOREF;
+    if (p->detached) {
+        luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
+        return;
+    }
+    p->refs++; /* through the call */
+    luvd__lua_pushref(L, cb_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
+    lua_pushinteger(L, p->kind ? p->kind : ZP_END);
+    lua_pushinteger(L, p->status);
+    if (p->what)
+        lua_pushstring(L, p->what);
+    else
+        lua_pushnil(L);
+    lua_pushnumber(L, (double)p->bytes_in);
+    lua_pushnumber(L, (double)p->bytes_out);
+    luvd__runtime_call(p->rt, 5);
+    zpipe_unref(p);
+}
+
+static void zpipe_after(uv_work_t *req, int status);
+
+/* Next step, or the report when nothing is left to wait for. */
+static void zpipe_next(zpipe_t *p)
+{
+    int rc;
+    if (p->busy || p->reported)
+        return;
+    if (p->stop && !p->kind)
+        zpipe_fail(p, ZP_STOPPED, 0, NULL);
+    if (p->kind || p->finished) {
+        if (p->inflight == 0)
+            zpipe_report(p);
+        return;
+    }
+    if (p->dst && p->dst->ops->queued(p->dst) >= p->hwm)
+        return; /* a write's callback comes back here */
+    rc = uv_queue_work(&p->rt->loop, &p->req, zpipe_work, zpipe_after);
+    if (rc < 0) {
+        zpipe_fail(p, ZP_SRC_ERROR, rc, "read");
+        if (p->inflight == 0)
+            zpipe_report(p);
+        return;
+    }
+    p->busy = 1;
+    p->refs++;
+}
+
+static void zpipe_write_cb(luvd_write_t *w, int status)
+{
+    zpipe_out_t *o = (zpipe_out_t *)w;
+    zpipe_t *p = o->p;
+    free(o->buf);
+    free(o);
+    p->inflight--;
+    if (status < 0)
+        zpipe_fail(p, ZP_DST_ERROR, status, "write");
+    zpipe_next(p);
+    zpipe_unref(p);
+}
+
+/* Hands the job's output to the stream (loop thread). */
+static void zpipe_write_stream(zpipe_t *p)
+{
+    zctx_t *c = p->c;
+    zpipe_out_t *o;
+    uv_buf_t buf;
+    int rc;
+    if (c->out_len == 0 || p->kind)
+        return;
+    if (!(o = calloc(1, sizeof *o))) {
+        zpipe_fail(p, ZP_DST_ERROR, UV_ENOMEM, "write");
+        return;
+    }
+    o->p = p;
+    o->buf = c->out; /* the context makes a new buffer next time */
+    buf.base = (char *)c->out;
+    buf.len = c->out_len;
+    p->bytes_out += (int64_t)c->out_len;
+    c->out = NULL;
+    c->out_cap = c->out_len = 0;
+    o->w.cb = zpipe_write_cb;
+    rc = luvd__stream_write(p->dst, &o->w, &buf, 1);
+    if (rc == 0) {
+        p->inflight++;
+        p->refs++;
+        return;
+    }
+    free(o->buf);
+    free(o);
+    if (rc < 0)
+        zpipe_fail(p, ZP_DST_ERROR, rc, "write");
+}
+
+static void zpipe_after(uv_work_t *req, int status)
+{
+    zpipe_t *p = req->data;
+    p->busy = 0;
+    if (status < 0)
+        zpipe_fail(p, ZP_SRC_ERROR, status, "read");
+    if (!p->rt->L) { /* the runtime is going away */
+        p->detached = 1;
+        zpipe_report(p);
+        zpipe_unref(p);
+        return;
+    }
+    if (p->dst && !p->detached)
+        zpipe_write_stream(p);
+    zpipe_next(p);
+    zpipe_unref(p);
+}
+
+static int l_zlib_pipe(lua_State *L)
+{
+    zctx_t **cud = zctx_check(L), *c = *cud;
+    int src_fd = (int)luaL_checkinteger(L, 2);
+    lua_Number src_pos = luaL_checknumber(L, 3), count = luaL_checknumber(L, 4);
+    lua_Number dst_pos = luaL_optnumber(L, 6, -1);
+    lua_Integer hwm = luaL_optinteger(L, 7, 65536);
+    luvd_stream_t *dst = NULL;
+    zpipe_t **ud, *p;
+    int dst_fd = -1;
+    luaL_checktype(L, 8, LUA_TFUNCTION);
+    if (lua_type(L, 5) == LUA_TNUMBER)
+        dst_fd = (int)lua_tointeger(L, 5);
+    else
+        dst = luvd__stream_check(L, 5);
+    if (!c || c->busy || c->dead) {
+        lua_pushnil(L);
+        lua_pushinteger(L, UV_EBUSY);
+        return 2;
+    }
+    ud = lua_newuserdata(L, sizeof *ud);
+    *ud = NULL;
+    luaL_getmetatable(L, ZPIPE_MT);
+    lua_setmetatable(L, -2);
+    if (!(p = calloc(1, sizeof *p)))
+        return luaL_error(L, "zlib: out of memory");
+    *ud = p;
+    p->refs = 1;
+    p->rt = luvd__runtime_get(L);
+    p->req.data = p;
+    p->c = c;
+    p->src_fd = src_fd;
+    p->src_pos = src_pos < 0 ? -1 : (int64_t)src_pos;
+    p->left = count < 0 ? -1 : (int64_t)count;
+    p->dst = dst;
+    p->dst_fd = dst_fd;
+    p->dst_pos = dst_pos < 0 ? -1 : (int64_t)dst_pos;
+    p->hwm = hwm > 0 ? (size_t)hwm : 65536;
+    c->busy = 1;
+    lua_pushvalue(L, 8);
+    p->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 1);
+    p->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 5);
+    p->dst_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, -1);
+    p->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    /* the first job: zpipe_next reports nothing here, it only queues */
+    zpipe_next(p);
+    if (!p->busy) {
+        p->detached = 1;
+        zpipe_report(p);
+        lua_pushnil(L);
+        lua_pushinteger(L, p->status ? p->status : UV_EIO);
+        return 2;
+    }
+    return 1;
+}
+
+/* zlib_pipe_stop(ud) -> true: stopped now, no callback; false: ZP_STOPPED
+ * follows once the job or the writes out come back. */
+static int l_zlib_pipe_stop(lua_State *L)
+{
+    zpipe_t **ud = luaL_checkudata(L, 1, ZPIPE_MT), *p = *ud;
+    if (!p || p->reported) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    p->stop = 1;
+    if (!p->busy && p->inflight == 0) {
+        p->detached = 1;
+        zpipe_report(p);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    return 1;
+}
+
+/* zlib_pipe_info(ud) -> bytes read, bytes written so far */
+static int l_zlib_pipe_info(lua_State *L)
+{
+    zpipe_t **ud = luaL_checkudata(L, 1, ZPIPE_MT), *p = *ud;
+    lua_pushnumber(L, p ? (double)p->bytes_in : 0);
+    lua_pushnumber(L, p ? (double)p->bytes_out : 0);
+    return 2;
+}
+
+static int zpipe_gc(lua_State *L)
+{
+    zpipe_t **ud = luaL_checkudata(L, 1, ZPIPE_MT), *p = *ud;
+    *ud = NULL;
+    if (!p)
+        return 0;
+    if (!p->reported) { /* only at lua_close: the job frees it */
+        p->detached = 1;
+        p->stop = 1;
+    }
+    zpipe_unref(p);
+    return 0;
+}
+
 /* zlib_crc32(data, value): zlib's CRC-32 continued from value; on the loop
  * thread, as in Node. */
 static int l_zlib_crc32(lua_State *L)
@@ -932,6 +1327,31 @@ int luvd__open_zlib(lua_State *L)
     lua_setfield(L, -2, "zlib_run");
     lua_pushcfunction(L, l_zlib_crc32);
     lua_setfield(L, -2, "zlib_crc32");
+    luaL_newmetatable(L, ZPIPE_MT);
+    lua_pushcfunction(L, zpipe_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_zlib_pipe);
+    lua_setfield(L, -2, "zlib_pipe");
+    lua_pushcfunction(L, l_zlib_pipe_stop);
+    lua_setfield(L, -2, "zlib_pipe_stop");
+    lua_pushcfunction(L, l_zlib_pipe_info);
+    lua_setfield(L, -2, "zlib_pipe_info");
+    {
+        static const struct {
+            const char *name;
+            int value;
+        } k[] = {{"ZP_END", ZP_END},
+                 {"ZP_SRC_ERROR", ZP_SRC_ERROR},
+                 {"ZP_DST_ERROR", ZP_DST_ERROR},
+                 {"ZP_ZLIB_ERROR", ZP_ZLIB_ERROR},
+                 {"ZP_STOPPED", ZP_STOPPED}};
+        size_t i;
+        for (i = 0; i < sizeof k / sizeof k[0]; i++) {
+            lua_pushinteger(L, k[i].value);
+            lua_setfield(L, -2, k[i].name);
+        }
+    }
     lua_pushstring(L, zlibVersion());
     lua_setfield(L, -2, "zlib_version");
     lua_pushinteger(L, ZLIB_VERNUM);

@@ -7,8 +7,9 @@
 //   node spec/e2e/http_conformance_node.js [path/to/luvd]          a table
 //   node spec/e2e/http_conformance_node.js [path/to/luvd] --json   name -> outcome
 //
-// Each line of the table: Node's outcome, the `node` column of the case,
-// and "DIFF" where they disagree. Exit code 0 when none disagree.
+// Each line of the table: Node's outcome, the `node` column of the case
+// ("a | b" where Node answers either), and "DIFF" where they disagree.
+// Exit code 0 when none disagree.
 'use strict';
 const http = require('http');
 const net = require('net');
@@ -31,22 +32,30 @@ for i, c in ipairs(t.cases) do
     for j, p in ipairs(req) do
         parts[j] = type(p) == "number" and tostring(p) or ('"' .. hex(p) .. '"')
     end
-    out[i] = ('{"name":"%s","node":"%s","closeAfter":%d,"req":[%s]}'):format(hex(c.name),
-        hex(tostring(c.node)), c.close_after or 0, table.concat(parts, ","))
+    out[i] = ('{"name":"%s","node":"%s","closeAfter":%d,"halfClose":%s,"slow":%s,"req":[%s]}')
+        :format(hex(c.name), hex(tostring(c.node)), c.close_after or 0,
+        tostring(c.half_close == true), tostring(c.slow == true), table.concat(parts, ","))
 end
-local o = t.server_options
-io.write(('{"options":{"maxHeaderSize":%d,"maxBodySize":%d,"headersTimeout":%d,'
-    .. '"requestTimeout":%d,"keepAliveTimeout":%d},"cases":[%s]}'):format(o.maxHeaderSize,
-    o.maxBodySize, o.headersTimeout, o.requestTimeout, o.keepAliveTimeout,
-    table.concat(out, ",")))
+local function opts(o)
+    return ('{"maxHeaderSize":%d,"maxBodySize":%d,"headersTimeout":%d,"requestTimeout":%d,'
+        .. '"keepAliveTimeout":%d}'):format(o.maxHeaderSize, o.maxBodySize, o.headersTimeout,
+        o.requestTimeout, o.keepAliveTimeout)
+end
+io.write(('{"options":%s,"slowOptions":%s,"cases":[%s]}'):format(opts(t.server_options),
+    opts(t.slow_server_options), table.concat(out, ",")))
 `;
 
 const unhex = (h) => Buffer.from(h, 'hex');
-const table = JSON.parse(execFileSync(luvd, ['-e', DUMP], { maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'inherit'] }).toString());
+const table = JSON.parse(execFileSync(luvd, ['-e', DUMP], {
+  maxBuffer: 1 << 26,
+  stdio: ['ignore', 'pipe', 'inherit'],
+}).toString());
 const cases = table.cases.map((c) => ({
   name: unhex(c.name).toString('latin1'),
   node: unhex(c.node).toString('latin1'),
   closeAfter: c.closeAfter,
+  halfClose: c.halfClose,
+  slow: c.slow,
   req: c.req.map((p) => (typeof p === 'number' ? p : unhex(p))),
 }));
 
@@ -90,15 +99,8 @@ function statuses(buf) {
   return { list: out, whole };
 }
 
-const opts = table.options;
 const calls = new Map(); // client port -> ["METHOD url", "METHOD url n", ...]
-const server = http.createServer({
-  maxHeaderSize: opts.maxHeaderSize,
-  headersTimeout: opts.headersTimeout,
-  requestTimeout: opts.requestTimeout,
-  keepAliveTimeout: opts.keepAliveTimeout,
-  connectionsCheckingInterval: 50,
-}, (req, res) => {
+const handler = (req, res) => {
   const log = calls.get(req.socket.remotePort) || [];
   calls.set(req.socket.remotePort, log);
   log.push(`call ${req.method} ${req.url}`);
@@ -108,7 +110,16 @@ const server = http.createServer({
     log.push(`${req.method} ${req.url} ${n}`);
     res.end('ok');
   });
-});
+};
+const createServer = (opts) => http.createServer({
+  maxHeaderSize: opts.maxHeaderSize,
+  headersTimeout: opts.headersTimeout,
+  requestTimeout: opts.requestTimeout,
+  keepAliveTimeout: opts.keepAliveTimeout,
+  connectionsCheckingInterval: 50,
+}, handler);
+const server = createServer(table.options);
+const slowServer = createServer(table.slowOptions);
 
 function run(port, c) {
   return new Promise((resolve) => {
@@ -135,6 +146,7 @@ function run(port, c) {
     });
     sock.on('connect', async () => {
       localPort = sock.localPort;
+      sock.setNoDelay(true);
       for (const p of c.req) {
         if (typeof p === 'number') {
           await new Promise((r) => setTimeout(r, p));
@@ -142,20 +154,30 @@ function run(port, c) {
           sock.write(p);
         }
       }
+      if (c.halfClose && !sock.destroyed) sock.end();
     });
   });
 }
 
-server.listen(0, '127.0.0.1', async () => {
-  const port = server.address().port;
-  const results = await Promise.all(cases.map((c) => run(port, c)));
+const listen = (s) => new Promise((resolve) => s.listen(0, '127.0.0.1', resolve));
+Promise.all([listen(server), listen(slowServer)]).then(async () => {
+  const ports = [server.address().port, slowServer.address().port];
+  // the big cases go last, on their own: Node takes a while over hundreds
+  // of pipelined requests, and a stalled loop would time the others out
+  const big = (c) => c.req.reduce((n, p) => n + (typeof p === 'number' ? 0 : p.length), 0) > 50000;
+  const runAll = (pick) => Promise.all(cases.map((c) => (pick(c) ? run(ports[c.slow ? 1 : 0], c)
+    : null)));
+  const small = await runAll((c) => !big(c));
+  const large = await runAll(big);
+  const results = small.map((r, i) => r || large[i]);
   server.close();
+  slowServer.close();
   let diffs = 0;
   const json = {};
   cases.forEach((c, i) => {
     const r = results[i];
     json[c.name] = r.out;
-    const diff = r.out !== c.node;
+    const diff = !c.node.split(' | ').includes(r.out);
     if (diff) diffs++;
     if (!asJson) {
       console.log(`${diff ? 'DIFF' : '    '} node=${r.out.padEnd(8)} table=${c.node.padEnd(8)} `

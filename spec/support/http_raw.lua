@@ -6,7 +6,8 @@
 --   raw.exchange(port, req, opts) -> result in a luvd coroutine
 --   req: a string, or a list of strings and numbers (a pause in ms)
 --   opts: timeout (ms, default 2500), close_after (close once that many
---         whole responses have arrived), host (default "127.0.0.1")
+--         whole responses have arrived), half_close (end the sending side
+--         once everything is sent), host (default "127.0.0.1")
 --   result: data (all bytes read), closed (the server closed, or
 --         close_after was met), timed_out, reset (ECONNRESET or EPIPE),
 --         error (any other socket error), local_port, and outcome: the
@@ -21,10 +22,11 @@ local find, sub, match, lower = string.find, string.sub, string.match, string.lo
 local M = {}
 
 -- The status codes (strings) of the responses in s, in order, with "junk"
--- after them when the rest is not a response; and how many of them
--- arrived whole. spec/e2e/http_conformance_node.js has the same reader.
+-- after them when the rest is not a response; how many of them arrived
+-- whole; and their heads, lower-cased. spec/e2e/http_conformance_node.js
+-- has the same reader.
 function M.parse(s)
-    local out, whole, pos, n = {}, 0, 1, #s
+    local out, whole, pos, n, heads = {}, 0, 1, #s, {}
     while pos <= n do
         local status = match(s, "^HTTP/1%.[01] (%d%d%d)[^\r\n]*\r\n", pos)
         local hend = find(s, "\r\n\r\n", pos, true)
@@ -34,6 +36,7 @@ function M.parse(s)
         end
         out[#out + 1] = status
         local head = lower(sub(s, pos, hend - 1))
+        heads[#heads + 1] = head
         pos = hend + 4
         local code = tonumber(status)
         if code < 200 or code == 204 or code == 304 then
@@ -57,7 +60,7 @@ function M.parse(s)
             if pos <= n + 1 then whole = whole + 1 end
         end
     end
-    return out, whole
+    return out, whole, heads
 end
 
 function M.outcome(r)
@@ -96,10 +99,13 @@ function M.send(port, req, opts, cb)
             sock:write(p)
             i = i + 1
         end
+        if opts.half_close and not done and not sock.destroyed then sock:finish() end
     end
 
     sock = net.connect(port, opts.host or "127.0.0.1", function()
         r.local_port = sock.localPort
+        -- each write its own segment, so split bytes arrive split
+        sock:setNoDelay(true)
         send_from(1)
     end)
     sock:on("data", function(d)
