@@ -14,10 +14,12 @@
 #   lua-check            luacheck, the Lua linter run by scripts/test
 #   clang-format         the C style check run by scripts/test
 #   openssl              the command line the TLS specs make certificates and talk with
+#   curl                 a real HTTP client for the HTTP specs
+#   procps               ps, which the child_process specs read process states with
 #   nodejs               only when no `node` is on PATH: the reference for order specs
 LUVD_PACKAGES=(build-essential cmake pkg-config libluajit2-5.1-dev libuv1-dev libssl-dev
                zlib1g-dev libdeflate-dev node-llhttp libc-ares-dev lua-busted lua-cjson
-               luarocks lua-check clang-format openssl)
+               luarocks lua-check clang-format openssl curl procps)
 
 luvd_install_packages() {
     local missing=() p
