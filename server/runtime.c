@@ -43,9 +43,12 @@ void luvd__runtime_call(luvd_runtime_t *rt, int nargs)
      * means luvd's own Lua failed (or memory ran out). Stop the run rather
      * than continue with half-drained queues. */
     if (lua_pcall(L, nargs + 1, 0, 0) != 0) {
-        fprintf(stderr, "luvd: fatal: %s\n", lua_tostring(L, -1));
+        /* a worker stopping (process.exit, terminate) unwinds through here */
+        if (!rt->stopping)
+            fprintf(stderr, "luvd: fatal: %s\n", lua_tostring(L, -1));
         lua_pop(L, 1);
-        rt->exit_code = 70;
+        if (!rt->stopping)
+            rt->exit_code = 70;
         rt->stopping = 1;
         uv_stop(&rt->loop);
     }
@@ -98,6 +101,12 @@ void luvd__push_module_path(lua_State *L)
 
 luvd_runtime_t *luvd_runtime_new(const luvd_options_t *opts, int argc, char **argv)
 {
+    return luvd__runtime_new_alloc(opts, argc, argv, NULL, NULL);
+}
+
+luvd_runtime_t *luvd__runtime_new_alloc(const luvd_options_t *opts, int argc, char **argv,
+                                        lua_Alloc alloc, void *ud)
+{
     luvd_runtime_t *rt = calloc(1, sizeof *rt);
     if (!rt)
         return NULL;
@@ -108,7 +117,7 @@ luvd_runtime_t *luvd_runtime_new(const luvd_options_t *opts, int argc, char **ar
     if (uv_loop_init(&rt->loop) < 0)
         goto fail;
     rt->loop.data = rt;
-    rt->L = luaL_newstate();
+    rt->L = alloc ? lua_newstate(alloc, ud) : luaL_newstate();
     if (!rt->L)
         goto fail_loop;
     luaL_openlibs(rt->L);
@@ -172,6 +181,8 @@ static int open_core(lua_State *L)
     luvd__open_http_parser(L);
     luvd__open_spawn(L);
     luvd__open_clone(L);
+    luvd__open_shared(L);
+    luvd__open_worker(L);
     lua_pushlightuserdata(L, rt);
     lua_setfield(L, -2, "runtime");
     lua_pushboolean(L, rt->opts.is_main_thread);

@@ -32,6 +32,8 @@ return function(mode, payload, argv)
     local process = require "luvd.process"
 
     _G.process = process
+    -- a worker thread: parentPort, workerData and errors to the parent
+    if core.worker_self() then require "luvd.worker_threads" end
     _G.setTimeout, _G.clearTimeout = loop.setTimeout, loop.clearTimeout
     _G.setInterval, _G.clearInterval = loop.setInterval, loop.clearInterval
     _G.setImmediate, _G.clearImmediate = loop.setImmediate, loop.clearImmediate
