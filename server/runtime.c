@@ -153,6 +153,9 @@ void luvd_runtime_free(luvd_runtime_t *rt)
     rt->L = NULL;
     luvd__signals_close(rt);
     uv_walk(&rt->loop, close_walk_cb, NULL);
+    /* a uv_stop() made outside uv_run (process.exit in a worker) is still
+     * pending: this first run only clears it, the second runs the closes */
+    uv_run(&rt->loop, UV_RUN_NOWAIT);
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt->loop);
     free(rt);

@@ -7,7 +7,14 @@ local core = require "luvd.core"
 local MODE_SCRIPT, MODE_EVAL, MODE_TEST = 0, 1, 2
 
 local function startup_failure(msg)
-    core.write(2, "luvd: " .. msg .. "\n")
+    -- a worker thread's parent gets it as the Worker's "error" event
+    local report = package.loaded["luvd.process"] and rawget(package.loaded["luvd.process"],
+        "_report_fatal")
+    if report then
+        report(msg, msg)
+    else
+        core.write(2, "luvd: " .. msg .. "\n")
+    end
     core.exit(1)
 end
 
