@@ -28,9 +28,9 @@ local function start(code, opts)
         r.events[#r.events + 1] = "error"
         r.err = e
     end)
-    w:on("exit", function(code)
+    w:on("exit", function(c)
         r.events[#r.events + 1] = "exit"
-        r.code = code
+        r.code = c
     end)
     return r
 end
@@ -206,7 +206,7 @@ describe("worker_threads", function()
             ]])
             wait_until(function() return #r.messages == 1 end)
             local cb_code
-            r.w:terminate(function(err, code) cb_code = code end)
+            r.w:terminate(function(_, code) cb_code = code end)
             wait_until(function() return cb_code ~= nil end)
             assert.equal(1, cb_code)
             assert.equal(1, r.code)
