@@ -237,7 +237,8 @@ int luvd_runtime_run(luvd_runtime_t *rt, int mode, const char *payload)
     lua_getglobal(L, "require");
     lua_pushstring(L, "luvd.runtime");
     if (lua_pcall(L, 1, 1, 0) != 0) {
-        fprintf(stderr, "luvd: cannot load the runtime: %s\n", lua_tostring(L, -1));
+        if (!rt->stopping) /* else a worker terminated while starting */
+            fprintf(stderr, "luvd: cannot load the runtime: %s\n", lua_tostring(L, -1));
         lua_pop(L, 1);
         return 70;
     }
@@ -249,7 +250,8 @@ int luvd_runtime_run(luvd_runtime_t *rt, int mode, const char *payload)
         lua_rawseti(L, -2, i + 1);
     }
     if (lua_pcall(L, 3, 1, 0) != 0) {
-        fprintf(stderr, "luvd: cannot start the runtime: %s\n", lua_tostring(L, -1));
+        if (!rt->stopping) /* else a worker terminated while starting */
+            fprintf(stderr, "luvd: cannot start the runtime: %s\n", lua_tostring(L, -1));
         lua_pop(L, 1);
         return 70;
     }

@@ -490,6 +490,11 @@ static void worker_main(void *arg)
         code = 1;
         abandon(rt);
     }
+    /* workerData's shared buffers go with the runtime that used them */
+    if (w->worker_data) {
+        msg_free(w->worker_data);
+        w->worker_data = NULL;
+    }
     post_event(w, EV_EXIT, code);
 done:
     tls_worker = NULL;
