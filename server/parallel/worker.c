@@ -2,10 +2,14 @@
  * own uv loop and Lua state, every module), as a Node worker is.
  *
  * Messages both ways are cloned by clone.c into flat buffers (shared
- * buffers by reference) and queued on a mutex-protected list; the sender
- * wakes the receiving loop with uv_async_send, and the receiver drains the
- * whole list per wake-up (libuv coalesces wake-ups, so one callback may see
- * many messages). The worker's events for its parent (online, error, exit)
+ * buffers by reference) and queued on a mutex-protected list; a sender
+ * that finds the list empty wakes the receiving loop, and the receiver
+ * drains the whole list per wake-up. The wake-up is an eventfd watched by
+ * a uv_poll_t rather than a uv_async_t: Debian's libuv (1.44) makes the
+ * woken loop spin in uv__async_io until the sender's uv_async_send has
+ * returned, which on a loaded two-core machine was half the CPU time of a
+ * message ping-pong (perf, bench/workers/msg_roundtrip); later libuv
+ * releases dropped that spin. The worker's events for its parent (online, error, exit)
  * travel on the same list as its messages, so they keep their order.
  *
  * Lifetime: luvd_worker_t is shared by two owners, the parent's handle and
@@ -37,7 +41,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include "luvd.h"
 
@@ -76,26 +82,66 @@ typedef struct {
     uintptr_t lo, hi;
 } range_t;
 
+/* A loop wake-up: an eventfd, readable while a wake is pending. */
+typedef struct {
+    uv_poll_t poll;
+    int fd;
+} waker_t;
+
+static int waker_init(uv_loop_t *loop, waker_t *k, uv_poll_cb cb, void *data)
+{
+    int rc;
+    k->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (k->fd < 0)
+        return -errno;
+    if ((rc = uv_poll_init(loop, &k->poll, k->fd)) < 0) {
+        close(k->fd);
+        k->fd = -1;
+        return rc;
+    }
+    k->poll.data = data;
+    return uv_poll_start(&k->poll, UV_READABLE, cb);
+}
+
+static void waker_wake(waker_t *k)
+{
+    uint64_t one = 1;
+    ssize_t n;
+    do
+        n = write(k->fd, &one, sizeof one);
+    while (n < 0 && errno == EINTR);
+}
+
+/* Before taking the queue: a wake written after this read is kept. */
+static void waker_clear(waker_t *k)
+{
+    uint64_t v;
+    ssize_t n;
+    do
+        n = read(k->fd, &v, sizeof v);
+    while (n < 0 && errno == EINTR);
+}
+
 struct luvd_worker_s {
     uv_mutex_t lock;
     int refs; /* lock: the parent's userdata, its uv handles, the thread */
     int id;
     /* parent side (the parent's thread), except the queue */
-    luvd_runtime_t *parent;  /* lock: NULL once the parent let go */
-    uv_async_t parent_async; /* in the parent's loop */
-    uv_timer_t retry_timer;  /* terminate: signal again until it stops */
-    int handles_open;        /* parent_async, retry_timer */
-    int obj_ref;             /* the Lua Worker object, until "exit" */
-    int dispatch_ref;        /* function(obj, kind, value) */
-    queue_t to_parent;       /* lock */
-    int exited;              /* EV_EXIT went to Lua */
+    luvd_runtime_t *parent; /* lock: NULL once the parent let go */
+    waker_t parent_wake;    /* in the parent's loop */
+    uv_timer_t retry_timer; /* terminate: signal again until it stops */
+    int handles_open;       /* parent_wake, retry_timer */
+    int obj_ref;            /* the Lua Worker object, until "exit" */
+    int dispatch_ref;       /* function(obj, kind, value) */
+    queue_t to_parent;      /* lock */
+    int exited;             /* EV_EXIT went to Lua */
     int joined;
     int refed;
     /* the worker's side */
     uv_thread_t thread;
     pthread_t pthread;
     luvd_runtime_t *rt;     /* lock: set while the loop takes async sends */
-    uv_async_t child_async; /* in the worker's loop */
+    waker_t child_wake;     /* in the worker's loop */
     int child_dispatch_ref; /* in the worker's state */
     int child_refed;
     int closed_port;
@@ -223,13 +269,22 @@ static void worker_release(luvd_worker_t *w)
     free(w);
 }
 
+/* A worker that never got a thread nor handles. */
+static void worker_release_nothread(luvd_worker_t *w)
+{
+    w->refs = 1;
+    worker_release(w);
+}
+
 /* To the parent; drops it when the parent is gone. */
 static void post_parent(luvd_worker_t *w, msg_t *m)
 {
     uv_mutex_lock(&w->lock);
     if (w->parent) {
+        int was_empty = w->to_parent.head == NULL;
         queue_push(&w->to_parent, m);
-        uv_async_send(&w->parent_async);
+        if (was_empty)
+            waker_wake(&w->parent_wake);
         m = NULL;
     }
     uv_mutex_unlock(&w->lock);
@@ -393,13 +448,14 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 /* ---- the worker's thread ---------------------------------------------------------- */
 
-static void child_async_cb(uv_async_t *h)
+static void child_wake_cb(uv_poll_t *h, int status, int events)
 {
     luvd_worker_t *w = h->data;
     luvd_runtime_t *rt = w->rt;
     lua_State *L = rt->L;
     msg_t *m, *next;
 
+    waker_clear(&w->child_wake);
     uv_mutex_lock(&w->lock);
     m = queue_take(&w->to_child);
     uv_mutex_unlock(&w->lock);
@@ -441,19 +497,21 @@ static void worker_main(void *arg)
     /* malloc'd, so a heap limit can be kept, and an abandoned state's heap
      * stays visible to LeakSanitizer as reachable from rt */
     rt = luvd__runtime_new_alloc(&w->opts, 2, w->argv, limited_alloc, w);
-    if (!rt || uv_async_init(&rt->loop, &w->child_async, child_async_cb) < 0) {
+    w->child_wake.fd = -1;
+    if (!rt || waker_init(&rt->loop, &w->child_wake, child_wake_cb, w) < 0) {
         if (rt)
             luvd_runtime_free(rt);
+        if (w->child_wake.fd >= 0)
+            close(w->child_wake.fd);
         post_event(w, EV_EXIT, 1);
         goto done;
     }
     rt->worker = w;
-    w->child_async.data = w;
-    uv_unref((uv_handle_t *)&w->child_async);
+    uv_unref((uv_handle_t *)&w->child_wake.poll);
     uv_mutex_lock(&w->lock);
     w->rt = rt;
     /* messages sent before the start wait for the script to have run */
-    uv_async_send(&w->child_async);
+    waker_wake(&w->child_wake);
     uv_mutex_unlock(&w->lock);
     post_event(w, EV_ONLINE, 0);
 
@@ -482,6 +540,7 @@ static void worker_main(void *arg)
             }
         }
         luvd_runtime_free(rt);
+        close(w->child_wake.fd);
     } else {
         w->in_lua = 0;
         uv_mutex_lock(&w->lock);
@@ -489,6 +548,7 @@ static void worker_main(void *arg)
         uv_mutex_unlock(&w->lock);
         code = 1;
         abandon(rt);
+        close(w->child_wake.fd);
     }
     /* workerData's shared buffers go with the runtime that used them */
     if (w->worker_data) {
@@ -512,6 +572,8 @@ static luvd_worker_t **check_worker(lua_State *L)
 static void parent_handle_closed(uv_handle_t *h)
 {
     luvd_worker_t *w = h->data;
+    if (h == (uv_handle_t *)&w->parent_wake.poll)
+        close(w->parent_wake.fd);
     if (--w->handles_open == 0)
         worker_release(w);
 }
@@ -540,11 +602,11 @@ static void parent_detach(luvd_worker_t *w, lua_State *L)
         luaL_unref(L, LUA_REGISTRYINDEX, w->dispatch_ref);
     }
     w->obj_ref = w->dispatch_ref = LUA_NOREF;
-    uv_close((uv_handle_t *)&w->parent_async, parent_handle_closed);
+    uv_close((uv_handle_t *)&w->parent_wake.poll, parent_handle_closed);
     uv_close((uv_handle_t *)&w->retry_timer, parent_handle_closed);
 }
 
-static void parent_async_cb(uv_async_t *h)
+static void parent_wake_cb(uv_poll_t *h, int status, int events)
 {
     luvd_worker_t *w = h->data;
     luvd_runtime_t *rt = w->parent;
@@ -555,6 +617,7 @@ static void parent_async_cb(uv_async_t *h)
     if (!rt)
         return;
     L = rt->L;
+    waker_clear(&w->parent_wake);
     uv_mutex_lock(&w->lock);
     m = queue_take(&w->to_parent);
     uv_mutex_unlock(&w->lock);
@@ -609,7 +672,7 @@ static void request_stop(luvd_worker_t *w)
     __atomic_store_n(&w->stop, 1, __ATOMIC_SEQ_CST);
     uv_mutex_lock(&w->lock);
     if (w->rt) {
-        uv_async_send(&w->child_async);
+        waker_wake(&w->child_wake);
         pthread_kill(w->pthread, TERM_SIGNAL);
     }
     uv_mutex_unlock(&w->lock);
@@ -657,10 +720,23 @@ static int l_worker_new(lua_State *L)
     w->refs = 3;
     w->parent = rt;
     w->refed = 1;
-    uv_async_init(&rt->loop, &w->parent_async, parent_async_cb);
+    if ((rc = waker_init(&rt->loop, &w->parent_wake, parent_wake_cb, w)) < 0) {
+        if (w->parent_wake.fd >= 0) {
+            w->handles_open = 1;
+            w->refs = 1;
+            w->parent = NULL;
+            uv_close((uv_handle_t *)&w->parent_wake.poll, parent_handle_closed);
+        } else {
+            worker_release_nothread(w);
+        }
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot start a worker: %s", uv_strerror(rc));
+        lua_pushstring(L, uv_err_name(rc));
+        return 3;
+    }
     uv_timer_init(&rt->loop, &w->retry_timer);
     uv_unref((uv_handle_t *)&w->retry_timer);
-    w->parent_async.data = w->retry_timer.data = w;
+    w->retry_timer.data = w;
     w->handles_open = 2;
     lua_pushvalue(L, 6);
     w->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -703,9 +779,12 @@ static int l_worker_post(lua_State *L)
         return 1;
     }
     uv_mutex_lock(&w->lock);
-    queue_push(&w->to_child, m);
-    if (w->rt)
-        uv_async_send(&w->child_async);
+    if (w->rt && !w->to_child.head) {
+        queue_push(&w->to_child, m);
+        waker_wake(&w->child_wake);
+    } else {
+        queue_push(&w->to_child, m);
+    }
     uv_mutex_unlock(&w->lock);
     lua_pushboolean(L, 1);
     return 1;
@@ -728,9 +807,9 @@ static int l_worker_ref(lua_State *L)
     if (!w || w->exited)
         return 0;
     if (lua_toboolean(L, 2))
-        uv_ref((uv_handle_t *)&w->parent_async);
+        uv_ref((uv_handle_t *)&w->parent_wake.poll);
     else
-        uv_unref((uv_handle_t *)&w->parent_async);
+        uv_unref((uv_handle_t *)&w->parent_wake.poll);
     return 0;
 }
 
@@ -849,9 +928,9 @@ static int l_port_ref(lua_State *L)
 {
     luvd_worker_t *w = self_worker(L);
     if (lua_toboolean(L, 1))
-        uv_ref((uv_handle_t *)&w->child_async);
+        uv_ref((uv_handle_t *)&w->child_wake.poll);
     else
-        uv_unref((uv_handle_t *)&w->child_async);
+        uv_unref((uv_handle_t *)&w->child_wake.poll);
     return 0;
 }
 
@@ -859,7 +938,7 @@ static int l_port_close(lua_State *L)
 {
     luvd_worker_t *w = self_worker(L);
     w->closed_port = 1;
-    uv_unref((uv_handle_t *)&w->child_async);
+    uv_unref((uv_handle_t *)&w->child_wake.poll);
     return 0;
 }
 
