@@ -209,6 +209,7 @@ describe("worker_threads", function()
             r.w:terminate(function(_, code) cb_code = code end)
             wait_until(function() return cb_code ~= nil end)
             assert.equal(1, cb_code)
+            assert.is_false(r.w._abandoned)
             assert.equal(1, r.code)
             assert.is_false(r.w:postMessage("late"))
         end)
@@ -225,6 +226,7 @@ describe("worker_threads", function()
             r.w:terminate()
             wait_until(function() return r.code ~= nil end)
             assert.equal(1, r.code)
+            assert.is_false(r.w._abandoned) -- the hook stopped it; its state was closed
         end)
 
         it("stops an interpreted loop that catches every error with pcall", function()
@@ -250,6 +252,7 @@ describe("worker_threads", function()
             r.w:terminate()
             wait_until(function() return r.code ~= nil end)
             assert.equal(1, r.code)
+            assert.is_true(r.w._abandoned) -- left out of the trace by the signal
         end)
 
         it("stops a JIT-compiled loop doing arithmetic", function()
@@ -314,6 +317,19 @@ describe("worker_threads", function()
         local out, err, code = h.luvd({ "examples/worker-sum.lua" })
         assert.equal(0, code, err)
         assert.matches("sum of 1..1000000 = 500000500000", out)
+    end)
+
+    it("runs busted specs (luvd test) inside a worker", function()
+        local path = h.script([[
+            local wt = require "luvd.worker_threads"
+            local w = wt.Worker:new("require('luvd.testing').run({ 'spec/class_spec.lua' })",
+                { eval = true })
+            w:on("exit", function(code) print("worker exit " .. code) end)
+        ]], "wt-busted.lua")
+        local out, err, code = h.luvd({ path })
+        os.remove(path)
+        assert.equal(0, code, err)
+        assert.matches("%d+ passed, 0 failed\nworker exit 0\n$", out)
     end)
 
     it("lets an unref'd worker not keep the process alive", function()

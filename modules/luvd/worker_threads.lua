@@ -66,7 +66,7 @@ local function worker_error(value)
     return e
 end
 
-local function dispatch(w, kind, value)
+local function dispatch(w, kind, value, abandoned)
     if kind == EV_MESSAGE then
         w:emit("message", value)
     elseif kind == EV_ONLINE then
@@ -76,6 +76,9 @@ local function dispatch(w, kind, value)
     elseif kind == EV_EXIT then
         w._exited = true
         w.threadId = -1
+        -- stopped out of a compiled trace: its Lua state was left, not
+        -- closed (server/parallel/worker.c says what that costs)
+        w._abandoned = abandoned
         local cbs = w._on_terminated
         w._on_terminated = nil
         w:emit("exit", value)

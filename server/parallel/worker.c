@@ -132,7 +132,7 @@ struct luvd_worker_s {
     uv_timer_t retry_timer; /* terminate: signal again until it stops */
     int handles_open;       /* parent_wake, retry_timer */
     int obj_ref;            /* the Lua Worker object, until "exit" */
-    int dispatch_ref;       /* function(obj, kind, value) */
+    int dispatch_ref;       /* function(obj, kind, value, abandoned) */
     queue_t to_parent;      /* lock */
     int exited;             /* EV_EXIT went to Lua */
     int joined;
@@ -150,6 +150,7 @@ struct luvd_worker_s {
     volatile int stop;          /* terminate asked (read by Atomics.wait) */
     volatile int may_escape;    /* the handler may leave a compiled trace */
     volatile sig_atomic_t done; /* the thread is past its runtime */
+    int abandoned;              /* its state was left mid-trace */
     sigjmp_buf jmp;
     range_t ranges[MAX_RANGES];
     volatile int nranges;
@@ -547,6 +548,7 @@ static void worker_main(void *arg)
         w->rt = NULL;
         uv_mutex_unlock(&w->lock);
         code = 1;
+        w->abandoned = 1;
         abandon(rt);
         close(w->child_wake.fd);
     }
@@ -631,6 +633,7 @@ static void parent_wake_cb(uv_poll_t *h, int status, int events)
             lua_rawgeti(L, LUA_REGISTRYINDEX, w->dispatch_ref);
             lua_rawgeti(L, LUA_REGISTRYINDEX, w->obj_ref);
             lua_pushinteger(L, m->kind);
+            lua_pushboolean(L, w->abandoned);
             if (m->kind == EV_EXIT)
                 lua_pushinteger(L, m->code);
             else if (m->kind == EV_ERROR && m->code == 1)
@@ -639,7 +642,8 @@ static void parent_wake_cb(uv_poll_t *h, int status, int events)
                 msg_decode(L, m);
             else
                 lua_pushnil(L);
-            luvd__runtime_call(rt, 3);
+            lua_insert(L, -2); /* obj, kind, value, abandoned */
+            luvd__runtime_call(rt, 4);
         }
         if (exited)
             w->exited = 1;
