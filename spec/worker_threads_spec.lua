@@ -243,12 +243,20 @@ describe("worker_threads", function()
         end)
 
         it("stops a JIT-compiled endless loop (out of the trace)", function()
+            -- the flag is raised from inside the loop, long after it compiled,
+            -- so the signal finds the thread in the trace
+            local sab = wt.SharedArrayBuffer:new(4)
+            local flag = sab:int32()
             local r = start([[
-                local wt = require "luvd.worker_threads"
-                wt.parentPort:postMessage("looping")
-                while true do end
-            ]])
-            wait_until(function() return #r.messages == 1 end)
+                local Atomics = require "luvd.atomics"
+                local flag = require("luvd.worker_threads").workerData:int32()
+                local i = 0
+                while true do
+                    i = i + 1
+                    if i == 1000000 then Atomics.store(flag, 0, 1) end
+                end
+            ]], { workerData = sab })
+            wait_until(function() return flag[0] == 1 end)
             r.w:terminate()
             wait_until(function() return r.code ~= nil end)
             assert.equal(1, r.code)
