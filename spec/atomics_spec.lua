@@ -199,6 +199,7 @@ describe("Atomics", function()
     end)
 
     it("gives exactly 4 x 100,000 from four workers, every run (the seed's counter)", function()
+        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
         for _ = 1, 3 do
             local sab = SAB:new(4)
             local done = 0

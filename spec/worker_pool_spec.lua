@@ -20,6 +20,7 @@ end
 
 describe("worker_pool", function()
     it("runs more tasks than workers through one queue", function()
+        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
         local pool = WorkerPool:new(TASK, 2)
         assert.equal(2, pool.size)
         local got, threads, calls = {}, {}, 0
@@ -62,6 +63,7 @@ describe("worker_pool", function()
     end)
 
     it("replaces a worker that dies mid-task; only that task fails", function()
+        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
         local pool = WorkerPool:new(TASK, 2)
         local results, errs, calls = {}, {}, 0
         local function cb(i)
@@ -89,6 +91,7 @@ describe("worker_pool", function()
     end)
 
     it("fails a task whose worker runs out of memory, and goes on", function()
+        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
         local path = h.script([[
             return function(data)
                 if data.hog then
@@ -109,6 +112,7 @@ describe("worker_pool", function()
     end)
 
     it("destroy fails queued and running tasks and joins every thread", function()
+        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
         local path = h.script("return function() while true do end end", "pool-spin.lua")
         local pool = WorkerPool:new(path, 2)
         local errs = {}
@@ -164,6 +168,7 @@ describe("worker_pool", function()
     end)
 
     it("runs the seed's example", function()
+        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
         local out, err, code = h.luvd({ "examples/worker-pool.lua" })
         assert.equal(0, code, err)
         assert.matches("fib%(28%) = 317811", out)

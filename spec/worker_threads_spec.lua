@@ -134,6 +134,7 @@ describe("worker_threads", function()
     end)
 
     it("runs every module inside a worker: timers, fs on the pool, a TCP server", function()
+        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
         local path = h.script("return 'file body'", "wt-read.lua")
         local r = start([[
             local wt = require "luvd.worker_threads"
@@ -302,6 +303,7 @@ describe("worker_threads", function()
     end)
 
     it("ends a worker past resourceLimits.maxHeapMB with ERR_WORKER_OUT_OF_MEMORY", function()
+        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
         local r = start([[
             local t = {}
             for i = 1, 1e9 do t[i] = { i, tostring(i) } end
@@ -328,6 +330,7 @@ describe("worker_threads", function()
     end)
 
     it("runs busted specs (luvd test) inside a worker", function()
+        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
         local path = h.script([[
             local wt = require "luvd.worker_threads"
             local w = wt.Worker:new("require('luvd.testing').run({ 'spec/class_spec.lua' })",
@@ -367,6 +370,7 @@ describe("worker_threads", function()
     end)
 
     it("starts and ends many workers without leaking them", function()
+        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
         local done = 0
         for i = 1, 20 do
             local w = wt.Worker:new("require('luvd.worker_threads').parentPort:postMessage("

@@ -493,7 +493,6 @@ static void worker_main(void *arg)
     luvd_runtime_t *rt;
     volatile int code = 1;
 
-    w->pthread = pthread_self();
     tls_worker = w;
     /* malloc'd, so a heap limit can be kept, and an abandoned state's heap
      * stays visible to LeakSanitizer as reachable from rt */
@@ -754,6 +753,8 @@ static int l_worker_new(lua_State *L)
 
     install_signal();
     rc = uv_thread_create(&w->thread, worker_main, w);
+    /* set here, not by the thread: terminate may come before it runs */
+    w->pthread = (pthread_t)w->thread;
     if (rc < 0) {
         w->refs = 2; /* no thread */
         w->joined = 1;
