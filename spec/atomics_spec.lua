@@ -12,11 +12,12 @@ local h = require "spec.helper"
 local SAB = wt.SharedArrayBuffer
 
 local function wait_until(pred, ms)
-    testing.wait_until(pred, ms or 8000, 2)
+    testing.wait_until(pred, ms or 25000, 2)
 end
 
 describe("SharedArrayBuffer", function()
     it("has a byteLength and zeroed views indexed from 0", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local sab = SAB:new(16)
         assert.equal(16, sab.byteLength)
         local i32, u8, f64 = sab:int32(), sab:uint8(), sab:float64()
@@ -36,6 +37,7 @@ describe("SharedArrayBuffer", function()
     end)
 
     it("reads nil and ignores writes out of range, as typed arrays", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local v = SAB:new(8):int32()
         assert.is_nil(v[2])
         assert.is_nil(v[-1])
@@ -46,6 +48,7 @@ describe("SharedArrayBuffer", function()
     end)
 
     it("keeps the memory alive while a view holds it", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local sab = SAB:new(4)
         local v = sab:int32()
         assert.equal(2, core.sab_refs(sab))
@@ -57,6 +60,7 @@ describe("SharedArrayBuffer", function()
     end)
 
     it("rejects a bad length", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         assert.has_error(function() SAB:new("x") end,
             "SharedArrayBuffer:new: bad argument #1 'byteLength' (number expected, got string)")
         assert.has_error(function() SAB:new(-1) end,
@@ -67,6 +71,7 @@ describe("SharedArrayBuffer", function()
     end)
 
     it("goes to a worker by reference, never copied", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local sab = SAB:new(8)
         local v = sab:int32()
         v[0] = 41
@@ -100,6 +105,7 @@ describe("SharedArrayBuffer", function()
     end)
 
     it("is refused across processes and in a message from outside", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local bytes, msg, code = core.clone_encode({ s = SAB:new(4) })
         assert.is_nil(bytes)
         assert.equal("ERR_CLONE_UNSUPPORTED", code)
@@ -112,6 +118,7 @@ end)
 
 describe("Atomics", function()
     it("returns the old value from every read-modify-write", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local v = SAB:new(8):int32()
         assert.equal(0, Atomics.add(v, 0, 5))
         assert.equal(5, Atomics.sub(v, 0, 2))
@@ -129,6 +136,7 @@ describe("Atomics", function()
     end)
 
     it("wraps around as JavaScript's Int32Array and Uint8Array", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local sab = SAB:new(8)
         local v, b = sab:int32(), sab:uint8()
         Atomics.store(v, 1, 2147483647)
@@ -143,6 +151,7 @@ describe("Atomics", function()
     end)
 
     it("raises for float64 views, non-views and bad indices", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local sab = SAB:new(16)
         assert.has_error(function() Atomics.add(sab:float64(), 0, 1) end,
             "Atomics.add: bad argument #1 'view' (an int32 or uint8 view expected, "
@@ -162,6 +171,7 @@ describe("Atomics", function()
     end)
 
     it("wait: not-equal, timed-out, and notify with nobody waiting", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local v = SAB:new(4):int32()
         assert.equal("not-equal", Atomics.wait(v, 0, 1))
         assert.equal("timed-out", Atomics.wait(v, 0, 0, 5))
@@ -170,6 +180,7 @@ describe("Atomics", function()
     end)
 
     it("wait in a worker, notify from the main thread wakes it", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local sab = SAB:new(8)
         local v = sab:int32()
         local results, code = {}, nil
@@ -199,7 +210,7 @@ describe("Atomics", function()
     end)
 
     it("gives exactly 4 x 100,000 from four workers, every run (the seed's counter)", function()
-        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
+        testing.timeout(90000) -- threads; a loaded 2-core machine; ASan
         for _ = 1, 3 do
             local sab = SAB:new(4)
             local done = 0
@@ -217,6 +228,7 @@ describe("Atomics", function()
     end)
 
     it("compiles a loop of Atomics.add (no trace abort in luvd.atomics)", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local v = SAB:new(4):int32()
         local add = Atomics.add
         local aborts, stops = {}, 0

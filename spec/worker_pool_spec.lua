@@ -10,7 +10,7 @@ local h = require "spec.helper"
 local TASK = "examples/workers/fib-task.lua"
 
 local function wait_until(pred, ms)
-    testing.wait_until(pred, ms or 10000, 2)
+    testing.wait_until(pred, ms or 25000, 2)
 end
 
 local function fib(n)
@@ -20,7 +20,7 @@ end
 
 describe("worker_pool", function()
     it("runs more tasks than workers through one queue", function()
-        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local pool = WorkerPool:new(TASK, 2)
         assert.equal(2, pool.size)
         local got, threads, calls = {}, {}, 0
@@ -44,6 +44,7 @@ describe("worker_pool", function()
     end)
 
     it("returns result or nil, err in a coroutine", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local pool = WorkerPool:new(TASK, 1)
         local r, err = pool:run({ n = 15 })
         assert.is_nil(err)
@@ -63,7 +64,7 @@ describe("worker_pool", function()
     end)
 
     it("replaces a worker that dies mid-task; only that task fails", function()
-        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local pool = WorkerPool:new(TASK, 2)
         local results, errs, calls = {}, {}, 0
         local function cb(i)
@@ -91,7 +92,7 @@ describe("worker_pool", function()
     end)
 
     it("fails a task whose worker runs out of memory, and goes on", function()
-        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local path = h.script([[
             return function(data)
                 if data.hog then
@@ -112,7 +113,7 @@ describe("worker_pool", function()
     end)
 
     it("destroy fails queued and running tasks and joins every thread", function()
-        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local path = h.script("return function() while true do end end", "pool-spin.lua")
         local pool = WorkerPool:new(path, 2)
         local errs = {}
@@ -132,6 +133,7 @@ describe("worker_pool", function()
     end)
 
     it("reports a task module that does not return a function", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local path = h.script("return 42", "pool-bad.lua")
         local pool = WorkerPool:new(path, 1)
         local _, err = pool:run({})
@@ -141,6 +143,7 @@ describe("worker_pool", function()
     end)
 
     it("rejects bad arguments and data that does not clone", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         assert.has_error(function() WorkerPool:new(1) end,
             "WorkerPool:new: bad argument #1 'path' (string expected, got number)")
         assert.has_error(function() WorkerPool:new(TASK, 0) end,
@@ -161,6 +164,7 @@ describe("worker_pool", function()
     end)
 
     it("defaults to one worker per CPU", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local pool = WorkerPool:new(TASK)
         assert.equal(require("luvd.os").availableParallelism(), pool.size)
         pool:destroy()
@@ -168,7 +172,7 @@ describe("worker_pool", function()
     end)
 
     it("runs the seed's example", function()
-        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local out, err, code = h.luvd({ "examples/worker-pool.lua" })
         assert.equal(0, code, err)
         assert.matches("fib%(28%) = 317811", out)

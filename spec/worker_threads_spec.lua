@@ -10,7 +10,7 @@ local testing = require "luvd.testing"
 local h = require "spec.helper"
 
 local function wait_until(pred, ms)
-    testing.wait_until(pred, ms or 8000, 2)
+    testing.wait_until(pred, ms or 25000, 2)
 end
 
 -- A worker from code, with its events recorded in order.
@@ -37,6 +37,7 @@ end
 
 describe("worker_threads", function()
     it("tells the main thread from a worker", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         assert.is_true(wt.isMainThread)
         assert.equal(0, wt.threadId)
         assert.is_nil(wt.parentPort)
@@ -53,6 +54,7 @@ describe("worker_threads", function()
     end)
 
     it("clones workerData and messages both ways, cycles and shared refs kept", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local shared = { name = "shared" }
         local data = { n = 42, list = { 1, 2.5, "three", true }, a = shared, b = shared,
                        nested = { deep = { deeper = { "x" } } }, bin = "a\0b\255" }
@@ -86,6 +88,7 @@ describe("worker_threads", function()
     end)
 
     it("raises at the send site for values that do not clone", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local r = start([[
             local wt = require "luvd.worker_threads"
             local ok, err = pcall(wt.parentPort.postMessage, wt.parentPort, { f = print })
@@ -107,6 +110,7 @@ describe("worker_threads", function()
     end)
 
     it("raises ERR_MESSAGE_TOO_LARGE for a message over 64 MiB", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local r = start("local wt = require 'luvd.worker_threads'; wt.parentPort:on('message', "
             .. "function(m) wt.parentPort:postMessage(#m); wt.parentPort:close() end)")
         local ok, err = pcall(r.w.postMessage, r.w, string.rep("x", 65 * 1024 * 1024))
@@ -118,6 +122,7 @@ describe("worker_threads", function()
     end)
 
     it("queues messages sent before the worker listens", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local r = start([[
             local wt = require "luvd.worker_threads"
             setTimeout(function()
@@ -134,7 +139,7 @@ describe("worker_threads", function()
     end)
 
     it("runs every module inside a worker: timers, fs on the pool, a TCP server", function()
-        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local path = h.script("return 'file body'", "wt-read.lua")
         local r = start([[
             local wt = require "luvd.worker_threads"
@@ -168,6 +173,7 @@ describe("worker_threads", function()
     end)
 
     it("reports an uncaught error with the worker's traceback, then exit 1", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local r = start([[
             local function inner() error("boom in worker") end
             setTimeout(function() inner() end, 1)
@@ -181,6 +187,7 @@ describe("worker_threads", function()
     end)
 
     it("reports a syntax error in the worker's code as an error", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local r = start("local = 1")
         wait_until(function() return r.code ~= nil end)
         assert.equal(1, r.code)
@@ -188,6 +195,7 @@ describe("worker_threads", function()
     end)
 
     it("ends only the worker on process.exit, which pcall cannot catch", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local r = start([[
             local wt = require "luvd.worker_threads"
             pcall(process.exit, 5)
@@ -200,6 +208,7 @@ describe("worker_threads", function()
 
     describe("terminate", function()
         it("stops an idle worker and calls back with its exit code", function()
+            testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
             local r = start([[
                 local wt = require "luvd.worker_threads"
                 setInterval(function() end, 1000)
@@ -216,6 +225,7 @@ describe("worker_threads", function()
         end)
 
         it("stops an interpreted endless loop (a debug hook)", function()
+            testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
             local r = start([[
                 jit.off()
                 local wt = require "luvd.worker_threads"
@@ -231,6 +241,7 @@ describe("worker_threads", function()
         end)
 
         it("stops an interpreted loop that catches every error with pcall", function()
+            testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
             local r = start([[
                 jit.off()
                 local wt = require "luvd.worker_threads"
@@ -244,6 +255,7 @@ describe("worker_threads", function()
         end)
 
         it("stops a JIT-compiled endless loop (out of the trace)", function()
+            testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
             -- the flag is raised from inside the loop, long after it compiled,
             -- so the signal finds the thread in the trace
             local sab = wt.SharedArrayBuffer:new(4)
@@ -265,6 +277,7 @@ describe("worker_threads", function()
         end)
 
         it("stops a JIT-compiled loop doing arithmetic", function()
+            testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
             local r = start([[
                 local wt = require "luvd.worker_threads"
                 wt.parentPort:postMessage("looping")
@@ -278,6 +291,7 @@ describe("worker_threads", function()
         end)
 
         it("wakes a worker blocked in Atomics.wait", function()
+            testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
             local sab = wt.SharedArrayBuffer:new(4)
             local r = start([[
                 local wt = require "luvd.worker_threads"
@@ -294,6 +308,7 @@ describe("worker_threads", function()
         end)
 
         it("of a worker that already exited calls back at once", function()
+            testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
             local r = start("return")
             wait_until(function() return r.code ~= nil end)
             local called = 0
@@ -303,7 +318,7 @@ describe("worker_threads", function()
     end)
 
     it("ends a worker past resourceLimits.maxHeapMB with ERR_WORKER_OUT_OF_MEMORY", function()
-        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local r = start([[
             local t = {}
             for i = 1, 1e9 do t[i] = { i, tostring(i) } end
@@ -324,13 +339,14 @@ describe("worker_threads", function()
     end)
 
     it("runs a script file with workerData (the seed's sum)", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local out, err, code = h.luvd({ "examples/worker-sum.lua" })
         assert.equal(0, code, err)
         assert.matches("sum of 1..1000000 = 500000500000", out)
     end)
 
     it("runs busted specs (luvd test) inside a worker", function()
-        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local path = h.script([[
             local wt = require "luvd.worker_threads"
             local w = wt.Worker:new("require('luvd.testing').run({ 'spec/class_spec.lua' })",
@@ -344,6 +360,7 @@ describe("worker_threads", function()
     end)
 
     it("lets an unref'd worker not keep the process alive", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local path = h.script([[
             local wt = require "luvd.worker_threads"
             local w = wt.Worker:new("setInterval(function() end, 1000)", { eval = true })
@@ -356,6 +373,7 @@ describe("worker_threads", function()
     end)
 
     it("rejects bad arguments with clear errors", function()
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         assert.has_error(function() wt.Worker:new(42) end,
             "Worker:new: bad argument #1 'filename' (string expected, got number)")
         local ok, err = pcall(wt.Worker.new, wt.Worker, "/nonexistent/worker.lua")
@@ -370,7 +388,7 @@ describe("worker_threads", function()
     end)
 
     it("starts and ends many workers without leaking them", function()
-        testing.timeout(30000) -- threads on a loaded 2-core machine, ASan
+        testing.timeout(30000) -- threads; a loaded 2-core machine; ASan
         local done = 0
         for i = 1, 20 do
             local w = wt.Worker:new("require('luvd.worker_threads').parentPort:postMessage("
