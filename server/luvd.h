@@ -49,6 +49,8 @@ typedef struct luvd_runtime_s {
     int argc;
     char **argv;
     struct luvd_worker_s *worker; /* a worker thread's runtime: its worker */
+    int pcall_depth;              /* protected calls into Lua under way: a stopping
+                                   * runtime's hook raises only inside one */
 } luvd_runtime_t;
 
 /* ---- runtime.c ---------------------------------------------------------- */

@@ -33,6 +33,7 @@ int luvd__lua_pushref(lua_State *L, int ref)
 void luvd__runtime_call(luvd_runtime_t *rt, int nargs)
 {
     lua_State *L = rt->L;
+    int rc;
     if (rt->stopping) {
         lua_pop(L, nargs + 1);
         return;
@@ -42,7 +43,10 @@ void luvd__runtime_call(luvd_runtime_t *rt, int nargs)
     /* The entry catches application errors itself; reaching this branch
      * means luvd's own Lua failed (or memory ran out). Stop the run rather
      * than continue with half-drained queues. */
-    if (lua_pcall(L, nargs + 1, 0, 0) != 0) {
+    rt->pcall_depth++;
+    rc = lua_pcall(L, nargs + 1, 0, 0);
+    rt->pcall_depth--;
+    if (rc != 0) {
         /* a worker stopping (process.exit, terminate) unwinds through here */
         if (!rt->stopping)
             fprintf(stderr, "luvd: fatal: %s\n", lua_tostring(L, -1));
@@ -148,8 +152,12 @@ void luvd_runtime_free(luvd_runtime_t *rt)
 {
     if (!rt)
         return;
-    if (rt->L)
+    if (rt->L) {
+        /* process.exit in a runtime that does not own the process left a
+         * hook that stops any Lua; the __gc metamethods must run */
+        lua_sethook(rt->L, NULL, 0, 0);
         lua_close(rt->L);
+    }
     rt->L = NULL;
     luvd__signals_close(rt);
     uv_walk(&rt->loop, close_walk_cb, NULL);
@@ -236,7 +244,10 @@ int luvd_runtime_run(luvd_runtime_t *rt, int mode, const char *payload)
     /* bootstrap(mode, payload, argv) -> hooks */
     lua_getglobal(L, "require");
     lua_pushstring(L, "luvd.runtime");
-    if (lua_pcall(L, 1, 1, 0) != 0) {
+    rt->pcall_depth++;
+    i = lua_pcall(L, 1, 1, 0);
+    rt->pcall_depth--;
+    if (i != 0) {
         if (!rt->stopping) /* else a worker terminated while starting */
             fprintf(stderr, "luvd: cannot load the runtime: %s\n", lua_tostring(L, -1));
         lua_pop(L, 1);
@@ -249,7 +260,10 @@ int luvd_runtime_run(luvd_runtime_t *rt, int mode, const char *payload)
         lua_pushstring(L, rt->argv[i]);
         lua_rawseti(L, -2, i + 1);
     }
-    if (lua_pcall(L, 3, 1, 0) != 0) {
+    rt->pcall_depth++;
+    i = lua_pcall(L, 3, 1, 0);
+    rt->pcall_depth--;
+    if (i != 0) {
         if (!rt->stopping) /* else a worker terminated while starting */
             fprintf(stderr, "luvd: cannot start the runtime: %s\n", lua_tostring(L, -1));
         lua_pop(L, 1);

@@ -309,6 +309,17 @@ static void stop_hook(lua_State *L, lua_Debug *ar)
 {
     luvd_worker_t *w = tls_worker;
     (void)ar;
+    /* Lua that C calls unprotected (an error object being built for a
+     * callback) must not raise: it runs to its end, and the callback that
+     * would follow is skipped because the runtime is stopping. */
+    if (luvd__runtime_get(L)->pcall_depth == 0) {
+        if (w && w->rt && !w->rt->stopping) {
+            w->rt->stopping = 1;
+            w->rt->exit_code = 1;
+            uv_stop(&w->rt->loop);
+        }
+        return;
+    }
     /* terminate: the loop ends with code 1, no "fatal" message */
     if (w && w->rt && !w->rt->stopping) {
         w->rt->stopping = 1;
