@@ -48,10 +48,16 @@ typedef struct luvd_runtime_s {
     int stopping; /* process.exit() or a fatal error: leave uv_run */
     int argc;
     char **argv;
+    struct luvd_worker_s *worker; /* a worker thread's runtime: its worker */
+    int pcall_depth;              /* protected calls into Lua under way: a stopping
+                                   * runtime's hook raises only inside one */
 } luvd_runtime_t;
 
 /* ---- runtime.c ---------------------------------------------------------- */
 luvd_runtime_t *luvd_runtime_new(const luvd_options_t *opts, int argc, char **argv);
+/* The same with the Lua state's allocator (NULL: LuaJIT's own). */
+luvd_runtime_t *luvd__runtime_new_alloc(const luvd_options_t *opts, int argc, char **argv,
+                                        lua_Alloc alloc, void *ud);
 /* Runs the script, code or test suite to the end of the loop; returns the
  * process exit code. */
 int luvd_runtime_run(luvd_runtime_t *rt, int mode, const char *payload);
@@ -293,12 +299,19 @@ enum luvd_clone_error {
     LUVD_CLONE_EDEPTH = -3,       /* nested too deeply */
     LUVD_CLONE_ENOMEM = -4
 };
+typedef struct luvd_sab_s luvd_sab_t;
 typedef struct luvd_clone_buf_s {
     char *data; /* malloc'd; owned by the buffer */
     size_t len, cap;
     size_t limit;     /* most bytes the buffer may hold */
     const char *root; /* the value's name in error paths ("msg") */
     char err[256];    /* why encoding failed */
+    /* Thread messages: SharedArrayBuffers go by reference into this side
+     * list (one reference each, released by luvd__clone_buf_free unless the
+     * owner took the list); without allow_shared they fail to encode. */
+    int allow_shared;
+    luvd_sab_t **shared;
+    int nshared, shared_cap;
 } luvd_clone_buf_t;
 void luvd__clone_buf_init(luvd_clone_buf_t *buf);
 void luvd__clone_buf_free(luvd_clone_buf_t *buf);
@@ -308,6 +321,10 @@ int luvd__clone_encode(lua_State *L, int idx, luvd_clone_buf_t *buf);
 /* Pushes the value in data (0), or an error message (-1) for bytes that
  * are not one whole encoded value. Never raises on bad input. */
 int luvd__clone_decode(lua_State *L, const char *data, size_t len);
+/* The same, with the side list of shared buffers a thread message carries
+ * (each 'B' pushes a new userdata with its own reference). */
+int luvd__clone_decode_shared(lua_State *L, const char *data, size_t len, luvd_sab_t *const *shared,
+                              int nshared);
 int luvd__open_clone(lua_State *L);
 
 /* ---- http/server.c: FFI hot path (modules/luvd/http.lua), no lua_State --
@@ -339,6 +356,25 @@ int luvd__tls_encrypt(luvd_tls_t *t, const char *data, size_t len, const char **
  * failed (conn:error() in Lua tells why). */
 int luvd__tls_decrypt(luvd_tls_t *t, const char *data, size_t len, const char **plain,
                       size_t *plain_len, const char **out, size_t *out_len);
+
+/* ---- parallel/shared.c: SharedArrayBuffer memory, atomics ----------------
+ * A refcounted block any runtime may hold (see the top of shared.c). */
+void luvd__sab_retain(luvd_sab_t *s);
+void luvd__sab_release(luvd_sab_t *s);
+/* The buffer behind the SharedArrayBuffer userdata at idx, or NULL. */
+luvd_sab_t *luvd__sab_test(lua_State *L, int idx);
+/* Pushes a new userdata for s, taking a new reference. */
+void luvd__sab_push(lua_State *L, luvd_sab_t *s);
+int luvd__open_shared(lua_State *L);
+
+/* ---- parallel/worker.c: worker threads ------------------------------------ */
+typedef struct luvd_worker_s luvd_worker_t;
+int luvd__open_worker(lua_State *L);
+/* A runtime that is not the main thread's stops its Lua now (process.exit
+ * in a worker): no more Lua code runs in it, even under pcall. */
+void luvd__worker_stop_lua(luvd_runtime_t *rt);
+/* FFI: where Atomics.wait looks for "stop waiting, you are terminated". */
+const volatile int *luvd_runtime_interrupt(luvd_runtime_t *rt);
 
 /* ---- process.c ---------------------------------------------------------- */
 int luvd__open_process(lua_State *L);

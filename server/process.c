@@ -26,10 +26,12 @@ static int l_exit(lua_State *L)
         lua_close(L);
         exit(code);
     }
-    /* A runtime that does not own the process stops its own loop. */
+    /* A runtime that does not own the process stops its own loop, and its
+     * Lua stops at the next instruction (as process.exit in a Node worker). */
     rt->exit_code = code;
     rt->stopping = 1;
     uv_stop(&rt->loop);
+    luvd__worker_stop_lua(rt);
     return 0;
 }
 

@@ -33,6 +33,7 @@ int luvd__lua_pushref(lua_State *L, int ref)
 void luvd__runtime_call(luvd_runtime_t *rt, int nargs)
 {
     lua_State *L = rt->L;
+    int rc;
     if (rt->stopping) {
         lua_pop(L, nargs + 1);
         return;
@@ -42,10 +43,16 @@ void luvd__runtime_call(luvd_runtime_t *rt, int nargs)
     /* The entry catches application errors itself; reaching this branch
      * means luvd's own Lua failed (or memory ran out). Stop the run rather
      * than continue with half-drained queues. */
-    if (lua_pcall(L, nargs + 1, 0, 0) != 0) {
-        fprintf(stderr, "luvd: fatal: %s\n", lua_tostring(L, -1));
+    rt->pcall_depth++;
+    rc = lua_pcall(L, nargs + 1, 0, 0);
+    rt->pcall_depth--;
+    if (rc != 0) {
+        /* a worker stopping (process.exit, terminate) unwinds through here */
+        if (!rt->stopping)
+            fprintf(stderr, "luvd: fatal: %s\n", lua_tostring(L, -1));
         lua_pop(L, 1);
-        rt->exit_code = 70;
+        if (!rt->stopping)
+            rt->exit_code = 70;
         rt->stopping = 1;
         uv_stop(&rt->loop);
     }
@@ -98,6 +105,12 @@ void luvd__push_module_path(lua_State *L)
 
 luvd_runtime_t *luvd_runtime_new(const luvd_options_t *opts, int argc, char **argv)
 {
+    return luvd__runtime_new_alloc(opts, argc, argv, NULL, NULL);
+}
+
+luvd_runtime_t *luvd__runtime_new_alloc(const luvd_options_t *opts, int argc, char **argv,
+                                        lua_Alloc alloc, void *ud)
+{
     luvd_runtime_t *rt = calloc(1, sizeof *rt);
     if (!rt)
         return NULL;
@@ -108,7 +121,7 @@ luvd_runtime_t *luvd_runtime_new(const luvd_options_t *opts, int argc, char **ar
     if (uv_loop_init(&rt->loop) < 0)
         goto fail;
     rt->loop.data = rt;
-    rt->L = luaL_newstate();
+    rt->L = alloc ? lua_newstate(alloc, ud) : luaL_newstate();
     if (!rt->L)
         goto fail_loop;
     luaL_openlibs(rt->L);
@@ -139,11 +152,18 @@ void luvd_runtime_free(luvd_runtime_t *rt)
 {
     if (!rt)
         return;
-    if (rt->L)
+    if (rt->L) {
+        /* process.exit in a runtime that does not own the process left a
+         * hook that stops any Lua; the __gc metamethods must run */
+        lua_sethook(rt->L, NULL, 0, 0);
         lua_close(rt->L);
+    }
     rt->L = NULL;
     luvd__signals_close(rt);
     uv_walk(&rt->loop, close_walk_cb, NULL);
+    /* a uv_stop() made outside uv_run (process.exit in a worker) is still
+     * pending: this first run only clears it, the second runs the closes */
+    uv_run(&rt->loop, UV_RUN_NOWAIT);
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt->loop);
     free(rt);
@@ -172,6 +192,8 @@ static int open_core(lua_State *L)
     luvd__open_http_parser(L);
     luvd__open_spawn(L);
     luvd__open_clone(L);
+    luvd__open_shared(L);
+    luvd__open_worker(L);
     lua_pushlightuserdata(L, rt);
     lua_setfield(L, -2, "runtime");
     lua_pushboolean(L, rt->opts.is_main_thread);
@@ -222,8 +244,12 @@ int luvd_runtime_run(luvd_runtime_t *rt, int mode, const char *payload)
     /* bootstrap(mode, payload, argv) -> hooks */
     lua_getglobal(L, "require");
     lua_pushstring(L, "luvd.runtime");
-    if (lua_pcall(L, 1, 1, 0) != 0) {
-        fprintf(stderr, "luvd: cannot load the runtime: %s\n", lua_tostring(L, -1));
+    rt->pcall_depth++;
+    i = lua_pcall(L, 1, 1, 0);
+    rt->pcall_depth--;
+    if (i != 0) {
+        if (!rt->stopping) /* else a worker terminated while starting */
+            fprintf(stderr, "luvd: cannot load the runtime: %s\n", lua_tostring(L, -1));
         lua_pop(L, 1);
         return 70;
     }
@@ -234,8 +260,12 @@ int luvd_runtime_run(luvd_runtime_t *rt, int mode, const char *payload)
         lua_pushstring(L, rt->argv[i]);
         lua_rawseti(L, -2, i + 1);
     }
-    if (lua_pcall(L, 3, 1, 0) != 0) {
-        fprintf(stderr, "luvd: cannot start the runtime: %s\n", lua_tostring(L, -1));
+    rt->pcall_depth++;
+    i = lua_pcall(L, 3, 1, 0);
+    rt->pcall_depth--;
+    if (i != 0) {
+        if (!rt->stopping) /* else a worker terminated while starting */
+            fprintf(stderr, "luvd: cannot start the runtime: %s\n", lua_tostring(L, -1));
         lua_pop(L, 1);
         return 70;
     }

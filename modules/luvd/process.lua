@@ -264,7 +264,13 @@ local function fatal(err, tb, origin)
     if origin == "unhandledRejection" then
         text = "luvd: unhandled promise rejection: " .. text
     end
-    core.write(stderr_fd, text .. "\n")
+    -- in a worker thread the parent gets it as the Worker's "error" event
+    local report = rawget(process, "_report_fatal")
+    if report then
+        report(err, text)
+    else
+        core.write(stderr_fd, text .. "\n")
+    end
     process.exitCode = 1
     emit_exit()
     core.exit(1)

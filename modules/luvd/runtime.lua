@@ -7,7 +7,14 @@ local core = require "luvd.core"
 local MODE_SCRIPT, MODE_EVAL, MODE_TEST = 0, 1, 2
 
 local function startup_failure(msg)
-    core.write(2, "luvd: " .. msg .. "\n")
+    -- a worker thread's parent gets it as the Worker's "error" event
+    local report = package.loaded["luvd.process"] and rawget(package.loaded["luvd.process"],
+        "_report_fatal")
+    if report then
+        report(msg, msg)
+    else
+        core.write(2, "luvd: " .. msg .. "\n")
+    end
     core.exit(1)
 end
 
@@ -32,6 +39,8 @@ return function(mode, payload, argv)
     local process = require "luvd.process"
 
     _G.process = process
+    -- a worker thread: parentPort, workerData and errors to the parent
+    if core.worker_self() then require "luvd.worker_threads" end
     _G.setTimeout, _G.clearTimeout = loop.setTimeout, loop.clearTimeout
     _G.setInterval, _G.clearInterval = loop.setInterval, loop.clearInterval
     _G.setImmediate, _G.clearImmediate = loop.setImmediate, loop.clearImmediate

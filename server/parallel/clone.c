@@ -18,6 +18,9 @@
  *   't' varint n, n values for keys 1..n, then key/value pairs up to 'e'
  *   'r' varint id: the id-th table met so far (ids from 0, in the order
  *       their 't' appeared), for shared references and cycles.
+ *   'B' varint i: the i-th SharedArrayBuffer of the message's side list
+ *       (thread messages only: the list holds references, not bytes; a
+ *       buffer decoded without a list, as from a pipe, is an error).
  * The decoder trusts nothing: every length is bounds-checked, depth is
  * capped, ids must name a table already seen, and keys must be valid
  * (not nil, not NaN). A bad buffer gives an error, never a crash. */
@@ -41,9 +44,15 @@ void luvd__clone_buf_init(luvd_clone_buf_t *buf)
 
 void luvd__clone_buf_free(luvd_clone_buf_t *buf)
 {
+    int i;
     free(buf->data);
     buf->data = NULL;
     buf->len = buf->cap = 0;
+    for (i = 0; i < buf->nshared; i++)
+        luvd__sab_release(buf->shared[i]);
+    free(buf->shared);
+    buf->shared = NULL;
+    buf->nshared = buf->shared_cap = 0;
 }
 
 static int buf_reserve(luvd_clone_buf_t *b, size_t n)
@@ -98,6 +107,27 @@ static int put_varint(luvd_clone_buf_t *b, uint64_t v)
         n++;
     } while (v);
     return put_bytes(b, tmp, (size_t)n);
+}
+
+/* Takes a reference to s into the buffer's side list; puts 'B' index. */
+static int put_shared(luvd_clone_buf_t *b, luvd_sab_t *s)
+{
+    int rc;
+    if (b->nshared == b->shared_cap) {
+        int cap = b->shared_cap ? b->shared_cap * 2 : 4;
+        luvd_sab_t **p = realloc(b->shared, sizeof *p * (size_t)cap);
+        if (!p) {
+            snprintf(b->err, sizeof b->err, "out of memory cloning a message");
+            return LUVD_CLONE_ENOMEM;
+        }
+        b->shared = p;
+        b->shared_cap = cap;
+    }
+    if ((rc = put_tag(b, 'B')) != 0 || (rc = put_varint(b, (uint64_t)b->nshared)) != 0)
+        return rc;
+    luvd__sab_retain(s);
+    b->shared[b->nshared++] = s;
+    return 0;
 }
 
 static void le_store(unsigned char *p, uint64_t v, int n)
@@ -329,7 +359,14 @@ static int enc_value(enc_t *e, int idx)
         return enc_fail(e, "a function");
     case LUA_TTHREAD:
         return enc_fail(e, "a coroutine");
-    case LUA_TUSERDATA:
+    case LUA_TUSERDATA: {
+        luvd_sab_t *s = luvd__sab_test(L, idx);
+        if (s && e->b->allow_shared)
+            return put_shared(e->b, s);
+        if (s)
+            return enc_fail(e, "a SharedArrayBuffer to another process");
+        return enc_fail(e, "a userdata");
+    }
     case LUA_TLIGHTUSERDATA:
         return enc_fail(e, "a userdata");
     default: /* LuaJIT's cdata (type 10) */
@@ -370,6 +407,8 @@ typedef struct {
     int nrefs;
     int depth;
     const char *err;
+    luvd_sab_t *const *shared;
+    int nshared;
 } dec_t;
 
 static int get_varint(dec_t *d, uint64_t *out)
@@ -500,6 +539,17 @@ static int dec_value(dec_t *d)
         lua_rawgeti(L, d->refs, (int)id + 1);
         return 0;
     }
+    case 'B': {
+        uint64_t i;
+        if (get_varint(d, &i))
+            return -1;
+        if (i >= (uint64_t)d->nshared) {
+            d->err = "SharedArrayBuffer outside a thread message";
+            return -1;
+        }
+        luvd__sab_push(L, d->shared[i]);
+        return 0;
+    }
     default:
         d->err = "unknown tag";
         return -1;
@@ -510,9 +560,17 @@ static int dec_value(dec_t *d)
 
 int luvd__clone_decode(lua_State *L, const char *data, size_t len)
 {
+    return luvd__clone_decode_shared(L, data, len, NULL, 0);
+}
+
+int luvd__clone_decode_shared(lua_State *L, const char *data, size_t len, luvd_sab_t *const *shared,
+                              int nshared)
+{
     dec_t d;
     int top = lua_gettop(L);
     memset(&d, 0, sizeof d);
+    d.shared = shared;
+    d.nshared = nshared;
     d.L = L;
     d.p = (const unsigned char *)data;
     d.end = d.p + len;
