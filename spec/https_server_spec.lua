@@ -106,6 +106,45 @@ describe_tls("https.createServer", function()
         close(s)
     end)
 
+    it_curl("streams 10 MB to a slow reader through write/drain, plain and gzipped", function()
+        testing.timeout(60000)
+        local crypto = require "luvd.crypto"
+        local block = crypto.randomBytes(65536)
+        local N = 160
+        local stats = {}
+        local s, port = serve({ compress = true }, function(req, res)
+            local st = { falses = 0, drains = 0 }
+            stats[req.path] = st
+            res:setHeader("Content-Type", req.path == "/gz" and "text/plain"
+                or "application/octet-stream")
+            res:on("drain", function() st.drains = st.drains + 1 end)
+            for _ = 1, N do
+                if not res:write(block) then
+                    st.falses = st.falses + 1
+                    local k = loop.continuation("drain")
+                    res:once("drain", k)
+                    loop.wait(k)
+                end
+            end
+            res:finish()
+        end)
+        local hash = crypto.createHash("sha256")
+        for _ = 1, N do hash:update(block) end
+        local want = hash:digest("hex")
+        for _, path in ipairs { "/plain", "/gz" } do
+            -- the reader waits a second first: curl stops reading once the
+            -- pipe is full, so the TLS socket backs up
+            local out, err, code = sh(("curl -s --compressed --cacert %s "
+                .. "https://localhost:%d%s | (sleep 1; sha256sum)"):format(
+                h.quote(certs.ca.certFile), port, path))
+            assert.equal(0, code, err)
+            assert.equal(want, out:match("^(%x+)"), path)
+            assert.is_true(stats[path].falses > 0, path)
+            assert.equal(stats[path].falses, stats[path].drains, path)
+        end
+        close(s)
+    end)
+
     it("answers openssl s_client speaking raw HTTP, with ALPN http/1.1", function()
         local s, port = serve(nil, hello)
         local out, err, code = sh(("printf 'GET /raw HTTP/1.1\\r\\nHost: x\\r\\n"

@@ -96,6 +96,8 @@ local SF_END, SF_CHUNKED, SF_CLOSE = 1, 2, 4
 local http = {}
 local get_cz -- luvd.http.compress on first use
 local send_chunk -- (res, chunk, cb): a body chunk to the connection
+local res_drained, fed_drain -- (res): the connection under res drained
+local fed -- (sock, out, state): what a fed connection's feed returned
 
 local client
 local function get_client()
@@ -321,8 +323,8 @@ local function make_raw_headers(raw)
 end
 
 local function make_socket(c, server)
-    local fed = c and server and server._virtual[c]
-    if fed then return fed end
+    local vs = c and server and server._virtual[c]
+    if vs then return vs end
     local ud = c and core.http_socket(c)
     if not ud then return nil end
     return net.Socket:new { handle = ud, kind = "tcp" }
@@ -847,6 +849,17 @@ send_chunk = function(self, chunk, cb)
         rc = C.luvd_http_send(c, nil, 0, chunk, len, self._chunked and SF_CHUNKED or 0)
     end
     if cb then next_tick(cb) end
+    if rc == 0 then
+        -- A fed connection (https): C keeps no queue, its socket does. The
+        -- output goes into the socket now (a feed of no bytes returns what C
+        -- holds), so the socket's mark is the response's.
+        local vs = self._server._virtual[c]
+        if not vs then return true end
+        fed(vs, core.http_feed(c, ""))
+        if not vs.writableNeedDrain then return true end
+        if not self.writableNeedDrain then vs:once("drain", function() fed_drain(self) end) end
+        rc = 1
+    end
     if rc == 1 then
         if not self._active then
             self._active = true
@@ -855,7 +868,7 @@ send_chunk = function(self, chunk, cb)
         self.writableNeedDrain = true
         return false
     end
-    return rc == 0
+    return false
 end
 
 function ServerResponse:flushHeaders()
@@ -1014,7 +1027,7 @@ function Server:_listenHandle(h, backlog)
 end
 
 -- What a fed connection's feed returned: write the output, act on the state.
-local function fed(sock, out, state)
+fed = function(sock, out, state)
     if out then sock:write(out) end
     if state == 2 then
         sock:finish()
@@ -1153,6 +1166,22 @@ local function on_head(self, c, method, url, minor, headers, raw, flags, uphead)
     end
 end
 
+-- The connection under res took its output: "drain" (or the zlib stream
+-- of a compressed response goes on).
+res_drained = function(res)
+    res.writableNeedDrain = false
+    local cz = res._cz
+    if cz and cz.rawDrain then return cz:rawDrain() end
+    res:emit("drain")
+end
+
+fed_drain = function(res)
+    if res.writableNeedDrain and res._c then
+        if res.finished then res._server._active[res._c] = nil end
+        res_drained(res)
+    end
+end
+
 local function on_close(self, c)
     local req = self._active[c]
     if not req then return end
@@ -1196,11 +1225,8 @@ on_event = function(self, ev, c, a, b, d, e, f, g, h)
         local req = self._active[c]
         local res = req and req._res
         if res then
-            res.writableNeedDrain = false
             if res.finished then self._active[c] = nil end
-            local cz = res._cz
-            if cz and cz.rawDrain then return cz:rawDrain() end
-            res:emit("drain")
+            res_drained(res)
         end
     elseif ev == EV_CLOSE then
         on_close(self, c)
