@@ -110,6 +110,12 @@ local function app(req, res)
     elseif p == "/big" then
         res:setHeader("Content-Type", "text/plain")
         res:finish(TEXT:rep(100)) -- 450 KB: compressed on the pool
+    elseif p == "/writehead" then
+        res:writeHead(200, { ["Content-Type"] = "text/html", ETag = 'W/"weak"' })
+        res:finish(TEXT)
+    elseif p == "/pipe" then
+        res:setHeader("Content-Type", "text/plain")
+        require("luvd.fs").createReadStream(req.query.path):pipe(res)
     elseif p == "/notransform" then
         res:setHeader("Content-Type", "text/plain")
         res:setHeader("Cache-Control", "no-transform")
@@ -233,6 +239,22 @@ describe("http response compression", function()
         assert.equal("gzip", head["content-encoding"])
         assert.equal(#body, tonumber(head["content-length"]))
         assert.equal(TEXT:rep(100), zlib.gunzipSync(body))
+    end)
+
+    it("compresses after writeHead and through readable:pipe(res)", function()
+        local head, body = ask(port, "/writehead", { ["Accept-Encoding"] = "gzip" })
+        assert.equal("gzip", head["content-encoding"])
+        assert.equal('W/"weak"', head.etag) -- already weak: as it was
+        assert.equal(TEXT, zlib.gunzipSync(body))
+        local file = os.tmpname()
+        local f = assert(io.open(file, "wb"))
+        f:write(TEXT:rep(300)) -- 1.3 MB
+        f:close()
+        local head2, body2 = ask(port, "/pipe?path=" .. file, { ["Accept-Encoding"] = "gzip" })
+        os.remove(file)
+        assert.equal("gzip", head2["content-encoding"])
+        assert.equal("chunked", head2["transfer-encoding"])
+        assert.equal(TEXT:rep(300), zlib.gunzipSync(body2))
     end)
 
     it("gives HEAD the headers GET gets, and no body", function()

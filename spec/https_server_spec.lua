@@ -328,6 +328,21 @@ const get = (path) => new Promise((ok, ko) => {
         close(s)
     end)
 
+    it("compresses with the server option compress, over TLS", function()
+        local text = ("compress me over tls "):rep(200)
+        local s, port = serve({ compress = true }, function(_, res)
+            res:setHeader("Content-Type", "text/plain")
+            res:finish(text)
+        end)
+        local res = assert(https.fetch(("https://localhost:%d/"):format(port),
+            { ca = certs.ca.cert, agent = false, decompress = true }))
+        assert.equal("gzip", res.headers["content-encoding"])
+        assert.equal("Accept-Encoding", res.headers.vary)
+        assert.is_true(tonumber(res.headers["content-length"]) < #text / 10)
+        assert.equal(text, res:text())
+        close(s)
+    end)
+
     it("passes upgrades to the \"upgrade\" listener with the TLS socket", function()
         local s, port = serve(nil, function(_, res) res:finish("no") end)
         s:on("upgrade", function(req, sock, head)
