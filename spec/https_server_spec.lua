@@ -112,6 +112,7 @@ describe_tls("https.createServer", function()
         local block = crypto.randomBytes(65536)
         local N = 160
         local stats = {}
+        local flag = os.tmpname()
         local s, port = serve({ compress = true }, function(req, res)
             local st = { falses = 0, drains = 0 }
             stats[req.path] = st
@@ -121,6 +122,9 @@ describe_tls("https.createServer", function()
             for _ = 1, N do
                 if not res:write(block) then
                     st.falses = st.falses + 1
+                    if (req.path == "/plain" or res._cz.pauses > 0) and not io.open(flag) then
+                        assert(io.open(flag, "w")):close() -- the reader may start
+                    end
                     local k = loop.continuation("drain")
                     res:once("drain", k)
                     loop.wait(k)
@@ -132,16 +136,20 @@ describe_tls("https.createServer", function()
         for _ = 1, N do hash:update(block) end
         local want = hash:digest("hex")
         for _, path in ipairs { "/plain", "/gz" } do
-            -- the reader waits a second first: curl stops reading once the
-            -- pipe is full, so the TLS socket backs up
+            -- the reader starts once the server saw the TLS socket back up
+            -- (curl stops reading when the pipe is full)
+            os.remove(flag)
             local out, err, code = sh(("curl -s --compressed --cacert %s "
-                .. "https://localhost:%d%s | (sleep 1; sha256sum)"):format(
-                h.quote(certs.ca.certFile), port, path))
+                .. "https://localhost:%d%s | (for i in $(seq 600); do [ -e %s ] && break; "
+                .. "sleep 0.05; done; sha256sum)"):format(
+                h.quote(certs.ca.certFile), port, path, flag))
             assert.equal(0, code, err)
             assert.equal(want, out:match("^(%x+)"), path)
             assert.is_true(stats[path].falses > 0, path)
             assert.equal(stats[path].falses, stats[path].drains, path)
+            assert.truthy(io.open(flag), path)
         end
+        os.remove(flag)
         close(s)
     end)
 
