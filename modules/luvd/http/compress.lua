@@ -235,6 +235,21 @@ local function negotiate(ae)
 end
 M._negotiate = negotiate
 
+-- Clients send few distinct Accept-Encoding values: their answers are kept
+-- (up to 256 values, then the table starts over).
+local ae_cache, ae_n = {}, 0
+local function negotiate_cached(ae)
+    if type(ae) ~= "string" then return nil end
+    local v = ae_cache[ae]
+    if v == nil then
+        v = negotiate(ae) or false
+        if ae_n >= 256 then ae_cache, ae_n = {}, 0 end
+        ae_cache[ae] = v
+        ae_n = ae_n + 1
+    end
+    return v or nil
+end
+
 local function header(res, l)
     local i = I.find_header(res, l)
     return i and res._h[i] or nil
@@ -293,7 +308,7 @@ function M.decide(res, known)
     local te = header(res, "transfer-encoding")
     if te and not has_token(te, "chunked") then return nil end
     local req = res.req
-    local coding = negotiate(req and req.headers and req.headers["accept-encoding"])
+    local coding = negotiate_cached(req and req.headers and req.headers["accept-encoding"])
     if not coding then return nil end
     I.put_header(res, "content-encoding", "Content-Encoding", coding)
     if not known then I.del_header(res, "content-length") end
