@@ -269,6 +269,14 @@ const get = (path) => new Promise((ok, ko) => {
         -- the wrong CA for the certificate this name gets
         assert.is_nil((get("second.example", certs.ca.cert)))
         assert.same({ "second.example", "localhost", "second.example" }, names)
+        -- curl sends the name of its URL
+        if have("curl --version") then
+            local out, err, code = sh(("curl -s --resolve second.example:%d:127.0.0.1 "
+                .. "--cacert %s https://second.example:%d/"):format(port,
+                h.quote(certs.ca2.certFile), port))
+            assert.equal(0, code, err)
+            assert.equal("sni second.example", out)
+        end
         close(s)
         -- addContext on the https server works as tls.Server's
         local s2, port2 = serve(nil, function(_, res) res:finish("ctx") end)
