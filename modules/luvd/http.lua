@@ -22,6 +22,8 @@
 --     keepAliveTimeout ms an idle keep-alive connection stays (default 5000)
 --     maxRequestsPerSocket  requests per connection, then Connection: close
 --                      (default 0 = no limit)
+--     compress         true or {threshold=, level=, types=}: compress every
+--                      response the client accepts (luvd/http/compress.lua)
 --   Events: "request"(req, res), "upgrade"(req, socket, head),
 --   "connect"(req, socket, head) for CONNECT, "connection"(socket) when a
 --   listener was added before listen(), "clientError"(err) for bad
@@ -41,6 +43,10 @@
 --   writeHead(status[, message][, headers]), write(chunk[, cb]),
 --   finish([chunk][, cb]), addTrailers(t), flushHeaders(), destroy();
 --   events "finish", "close", "drain".
+--
+-- http.compress(res, req[, opts | false]) marks one response for gzip or
+--   deflate by the request's Accept-Encoding (luvd/http/compress.lua says
+--   when and how); false unmarks one the server option marked.
 --
 -- HTTPS (for luvd.https): server:_serveDuplex(tlsSocket) serves HTTP over
 --   any connected Duplex: its chunks are fed to the same C core (parser,
@@ -88,6 +94,10 @@ local HF_KEEPALIVE, HF_BODY, HF_UPGRADE, HF_CLOSING = 1, 2, 4, 8
 local SF_END, SF_CHUNKED, SF_CLOSE = 1, 2, 4
 
 local http = {}
+local get_cz -- luvd.http.compress on first use
+local send_chunk -- (res, chunk, cb): a body chunk to the connection
+local res_drained, fed_drain -- (res): the connection under res drained
+local fed -- (sock, out, state): what a fed connection's feed returned
 
 local client
 local function get_client()
@@ -313,8 +323,8 @@ local function make_raw_headers(raw)
 end
 
 local function make_socket(c, server)
-    local fed = c and server and server._virtual[c]
-    if fed then return fed end
+    local vs = c and server and server._virtual[c]
+    if vs then return vs end
     local ud = c and core.http_socket(c)
     if not ud then return nil end
     return net.Socket:new { handle = ud, kind = "tcp" }
@@ -472,7 +482,7 @@ local ServerResponse = Writable:extend("ServerResponse")
 http.ServerResponse = ServerResponse
 
 local function new_response(server, c, req, keep, minor, head_only)
-    -- 12 fields (16 hash slots); the rest are the class's defaults below
+    -- 13 fields (16 hash slots); the rest are the class's defaults below
     return setmetatable({
         statusCode = 200,
         headersSent = false,
@@ -487,6 +497,7 @@ local function new_response(server, c, req, keep, minor, head_only)
         _headOnly = head_only,
         _hn = 0,           -- headers: _h holds name, lower name, value for each
         _h = false,
+        _cz = server._compress, -- compression: options until decided, then its state
     }, ServerResponse)
 end
 
@@ -562,14 +573,7 @@ local function header_lc(fname, name)
     return l
 end
 
-function ServerResponse:setHeader(name, value)
-    if self.headersSent then
-        raise("res:setHeader: cannot set headers after they are sent (ERR_HTTP_HEADERS_SENT)")
-    end
-    local l = header_lc("res:setHeader", name)
-    if type(value) ~= "string" or find(value, "\r", 1, true) or find(value, "\n", 1, true) then
-        value = check_value("res:setHeader", name, value)
-    end
+local function put_header(self, l, name, value)
     local i = find_header(self, l)
     if i then
         self._h[i - 2], self._h[i] = name, value
@@ -587,6 +591,17 @@ function ServerResponse:setHeader(name, value)
     return self
 end
 
+function ServerResponse:setHeader(name, value)
+    if self.headersSent then
+        raise("res:setHeader: cannot set headers after they are sent (ERR_HTTP_HEADERS_SENT)")
+    end
+    local l = header_lc("res:setHeader", name)
+    if type(value) ~= "string" or find(value, "\r", 1, true) or find(value, "\n", 1, true) then
+        value = check_value("res:setHeader", name, value)
+    end
+    return put_header(self, l, name, value)
+end
+
 function ServerResponse:getHeader(name)
     if type(name) ~= "string" then return nil end
     local i = find_header(self, lc(name))
@@ -597,12 +612,17 @@ function ServerResponse:hasHeader(name)
     return type(name) == "string" and find_header(self, lc(name)) ~= nil
 end
 
+local del_header
+
 function ServerResponse:removeHeader(name)
     if self.headersSent then
         raise("res:removeHeader: cannot remove headers after they are sent (ERR_HTTP_HEADERS_SENT)")
     end
     if type(name) ~= "string" then return end
-    local l = lc(name)
+    return del_header(self, lc(name))
+end
+
+del_header = function(self, l)
     local i = find_header(self, l)
     if not i then return end
     local hh, last = self._h, self._hn * 3
@@ -654,6 +674,25 @@ function ServerResponse:writeHead(status, message, headers)
     self._wroteHead = true
     self.headersSent = true
     return self
+end
+
+-- luvd.http.compress, loaded when a response is first marked; it works on
+-- responses through these internals.
+local cz_mod
+get_cz = function()
+    if not cz_mod then
+        cz_mod = require "luvd.http.compress"
+        cz_mod._bind {
+            put_header = put_header, del_header = del_header, find_header = find_header,
+            send_chunk = send_chunk, raise = raise,
+        }
+    end
+    return cz_mod
+end
+
+-- http.compress(res, req[, opts | false]): marks one response.
+function http.compress(res, req, opts)
+    return get_cz().mark(res, req, opts)
 end
 
 local hbuf = sbuffer.new(1024)
@@ -748,6 +787,7 @@ function ServerResponse:finish(chunk, enc, cb)
                 .. type(chunk) .. ")")
         end
     end
+    if self._cz then return get_cz().finish(self, chunk, cb) end
     self.finished = true
     self.writableEnded = true
     local c = self._c
@@ -786,6 +826,12 @@ function ServerResponse:write(chunk, enc, cb)
                 .. type(chunk) .. ")")
         end
     end
+    if self._cz then return get_cz().write(self, chunk, cb) end
+    return send_chunk(self, chunk, cb)
+end
+
+-- A body chunk to the connection (the head first if it was not sent).
+send_chunk = function(self, chunk, cb)
     local c = self._c
     if not c then
         if cb then next_tick(cb, http_error("socket closed", "ERR_STREAM_DESTROYED")) end
@@ -803,6 +849,17 @@ function ServerResponse:write(chunk, enc, cb)
         rc = C.luvd_http_send(c, nil, 0, chunk, len, self._chunked and SF_CHUNKED or 0)
     end
     if cb then next_tick(cb) end
+    if rc == 0 then
+        -- A fed connection (https): C keeps no queue, its socket does. The
+        -- output goes into the socket now (a feed of no bytes returns what C
+        -- holds), so the socket's mark is the response's.
+        local vs = self._server._virtual[c]
+        if not vs then return true end
+        fed(vs, core.http_feed(c, ""))
+        if not vs.writableNeedDrain then return true end
+        if not self.writableNeedDrain then vs:once("drain", function() fed_drain(self) end) end
+        rc = 1
+    end
     if rc == 1 then
         if not self._active then
             self._active = true
@@ -811,11 +868,12 @@ function ServerResponse:write(chunk, enc, cb)
         self.writableNeedDrain = true
         return false
     end
-    return rc == 0
+    return false
 end
 
 function ServerResponse:flushHeaders()
     if self._sent or not self._c then return end
+    if self._cz then return get_cz().flushHeaders(self) end
     build_head(self, nil)
     local p, n = hbuf:ref()
     C.luvd_http_send(self._c, p, n, nil, 0, 0)
@@ -924,6 +982,7 @@ function Server:initialize(opts, handler)
     self.requestTimeout = number_opt(f, opts, "requestTimeout", 300000)
     self.keepAliveTimeout = number_opt(f, opts, "keepAliveTimeout", 5000)
     self.maxRequestsPerSocket = number_opt(f, opts, "maxRequestsPerSocket", 0)
+    self._compress = opts.compress and get_cz().options(f, opts.compress) or false
     self._handler = handler or false
     self._srv = false
     self._closing = false
@@ -968,7 +1027,7 @@ function Server:_listenHandle(h, backlog)
 end
 
 -- What a fed connection's feed returned: write the output, act on the state.
-local function fed(sock, out, state)
+fed = function(sock, out, state)
     if out then sock:write(out) end
     if state == 2 then
         sock:finish()
@@ -1107,6 +1166,22 @@ local function on_head(self, c, method, url, minor, headers, raw, flags, uphead)
     end
 end
 
+-- The connection under res took its output: "drain" (or the zlib stream
+-- of a compressed response goes on).
+res_drained = function(res)
+    res.writableNeedDrain = false
+    local cz = res._cz
+    if cz and cz.rawDrain then return cz:rawDrain() end
+    res:emit("drain")
+end
+
+fed_drain = function(res)
+    if res.writableNeedDrain and res._c then
+        if res.finished then res._server._active[res._c] = nil end
+        res_drained(res)
+    end
+end
+
 local function on_close(self, c)
     local req = self._active[c]
     if not req then return end
@@ -1150,9 +1225,8 @@ on_event = function(self, ev, c, a, b, d, e, f, g, h)
         local req = self._active[c]
         local res = req and req._res
         if res then
-            res.writableNeedDrain = false
             if res.finished then self._active[c] = nil end
-            res:emit("drain")
+            res_drained(res)
         end
     elseif ev == EV_CLOSE then
         on_close(self, c)
