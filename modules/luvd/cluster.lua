@@ -38,9 +38,12 @@
 -- report in bench/cluster/README.md for the spread of each).
 --
 -- Where the API was silent: worker:disconnect() (and cluster.disconnect)
--- closes the worker's servers; once each has closed (in-flight requests
--- done) the worker exits with code 0 even if timers are left, so a
--- supervisor can count on it. Unix socket (path) servers are not shared:
+-- closes the worker's servers: their listen handles at once, then after a
+-- grace (LUVD_CLUSTER_GRACE_MS, default 250) the servers themselves (an
+-- http server closes its idle connections then); once each has closed
+-- (in-flight requests done) the worker exits with code 0 even if timers
+-- are left, so a supervisor can count on it. A worker exits when its
+-- channel to the primary closes (the primary died), as in Node. Unix socket (path) servers are not shared:
 -- each worker listens on its own path, as they would without a cluster.
 
 local core = require "luvd.core"
@@ -95,6 +98,7 @@ if cluster.isWorker then
     local seq = 0
     local servers = {} -- net.Servers listening through the primary
     local disconnecting = false
+    local grace_ms = tonumber(core.getenv("LUVD_CLUSTER_GRACE_MS") or "") or 250
 
     local function internal(msg)
         if msg.luvdCluster == "serverReply" then
@@ -109,6 +113,13 @@ if cluster.isWorker then
     process:on("message", function(msg)
         if type(msg) == "table" and msg[TAG] then return internal(msg) end
         me:emit("message", msg)
+    end)
+
+    -- The primary went away (or let go of us): a worker does not outlive
+    -- its channel, as in Node.
+    process:on("disconnect", function()
+        me:emit("disconnect")
+        if not disconnecting then process.exit(0) end
     end)
 
     function Worker:send(msg, cb) return process.send(msg, cb) end
@@ -135,8 +146,17 @@ if cluster.isWorker then
         self.exitedAfterDisconnect = true
         local list = {}
         for s in pairs(servers) do list[#list + 1] = s end
+        -- First stop accepting (the listen handle only), then, after a
+        -- grace, the server's own close (http: idle keep-alive connections
+        -- go): a connection accepted a moment ago whose request is still on
+        -- its way would otherwise be closed as idle, unanswered.
         for _, s in ipairs(list) do
-            s:close()
+            net.Server.close(s)
+        end
+        if #list > 0 then
+            setTimeout(function()
+                for _, s in ipairs(list) do s:close() end
+            end, grace_ms)
         end
         maybe_exit()
         return self
