@@ -43,7 +43,8 @@
 -- http server closes its idle connections then); once each has closed
 -- (in-flight requests done) the worker exits with code 0 even if timers
 -- are left, so a supervisor can count on it. A worker exits when its
--- channel to the primary closes (the primary died), as in Node. Unix socket (path) servers are not shared:
+-- channel to the primary closes (the primary died), as in Node. Unix
+-- socket (path) servers are not shared:
 -- each worker listens on its own path, as they would without a cluster.
 
 local core = require "luvd.core"
@@ -246,10 +247,11 @@ cluster.setupMaster = cluster.setupPrimary
 local function get_handle(msg)
     local ipv6only = msg.ipv6only == true
     local host = msg.host or nil
+    local reuse = msg.sched == "reuseport"
     local key = tostring(host) .. ":" .. msg.port .. ":" .. tostring(ipv6only)
+        .. (reuse and ":reuseport" or "")
     local e = handles[key]
     if e then return e end
-    local reuse = msg.sched == "reuseport"
     local function try(addr)
         local h, rc
         if reuse then
