@@ -9,17 +9,19 @@ local M = {}
 
 local REQUEST = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
--- load(port, concurrency, max_requests) -> ctl: ctl.ok, ctl.unaccepted,
+-- load(port, concurrency, max_requests[, pattern]) -> ctl (pattern: what an
+-- ok answer matches, capturing the pid; default: a 200 with "pid=N"): ctl.ok, ctl.unaccepted,
 -- ctl.failed, ctl.pids (pid -> count), ctl.failures (descriptions),
 -- ctl.done (true once every loop stopped); ctl:stop().
-function M.load(port, concurrency, max_requests)
+function M.load(port, concurrency, max_requests, pattern)
+    pattern = pattern or "^HTTP/1%.1 200 .-\r\n\r\npid=(%d+)\n$"
     local ctl = { ok = 0, unaccepted = 0, failed = 0, started = 0, pids = {}, failures = {},
                   running = true, active = 0, done = false }
     function ctl.stop() ctl.running = false end
     local one
     local function result(got, connected, err)
         local r = table.concat(got)
-        local pid = r:match("^HTTP/1%.1 200 .-\r\n\r\npid=(%d+)\n$")
+        local pid = r:match(pattern)
         if pid then
             ctl.ok = ctl.ok + 1
             ctl.pids[pid] = (ctl.pids[pid] or 0) + 1
