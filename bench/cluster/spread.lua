@@ -7,8 +7,8 @@ local REQ = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 local counts, started, finished, failed = {}, 0, 0, 0
 local one
 local function done(r)
-    local pid = r:match("pid=(%d+)")
-    if pid then counts[pid] = (counts[pid] or 0) + 1 else failed = failed + 1 end
+    local who = r:match("pid=(%d+)")
+    if who then counts[who] = (counts[who] or 0) + 1 else failed = failed + 1 end
     finished = finished + 1
     if finished == total then
         local n, sum, min, max, list = 0, 0, math.huge, 0, {}

@@ -39,8 +39,9 @@
 --
 -- Where the API was silent: worker:disconnect() (and cluster.disconnect)
 -- closes the worker's servers: their listen handles at once, then after a
--- grace (LUVD_CLUSTER_GRACE_MS, default 250) the servers themselves (an
--- http server closes its idle connections then); once each has closed
+-- grace (LUVD_CLUSTER_GRACE_MS, default 500) the servers themselves (an
+-- http server closes its idle connections then); meanwhile an http server
+-- answers with "Connection: close", so keep-alive clients leave cleanly; once each has closed
 -- (in-flight requests done) the worker exits with code 0 even if timers
 -- are left, so a supervisor can count on it. A worker exits when its
 -- channel to the primary closes (the primary died), as in Node. Unix
@@ -99,7 +100,7 @@ if cluster.isWorker then
     local seq = 0
     local servers = {} -- net.Servers listening through the primary
     local disconnecting = false
-    local grace_ms = tonumber(core.getenv("LUVD_CLUSTER_GRACE_MS") or "") or 250
+    local grace_ms = tonumber(core.getenv("LUVD_CLUSTER_GRACE_MS") or "") or 500
 
     local function internal(msg)
         if msg.luvdCluster == "serverReply" then
@@ -131,6 +132,25 @@ if cluster.isWorker then
         process.exit(0)
     end
 
+    -- An http server being drained answers every request from now on with
+    -- "Connection: close", so a keep-alive client (wrk) moves to another
+    -- worker after a complete answer instead of finding its connection
+    -- closed under a request it just sent.
+    local function set_close(_, res)
+        if not res.headersSent then res:setHeader("Connection", "close") end
+    end
+    local function close_after_answer(s)
+        local handler = rawget(s, "_handler")
+        if type(handler) == "function" then
+            s._handler = function(req, res)
+                set_close(req, res)
+                return handler(req, res)
+            end
+        elseif s.keepAliveTimeout ~= nil and s.prependListener then
+            s:prependListener("request", set_close)
+        end
+    end
+
     local function maybe_exit()
         if not disconnecting then return end
         for s in pairs(servers) do
@@ -153,6 +173,7 @@ if cluster.isWorker then
         -- its way would otherwise be closed as idle, unanswered.
         for _, s in ipairs(list) do
             net.Server.close(s)
+            close_after_answer(s)
         end
         if #list > 0 then
             setTimeout(function()
