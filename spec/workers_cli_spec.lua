@@ -143,6 +143,8 @@ describe("luvd --workers", function()
         assert.are.equal(0, ctl.failed)
         assert.are.equal(0, grep(r.err, "SIGKILL"))
         assert.is_true(ctl.ok >= 300)
+        io.stderr:write(("\n[SIGTERM under load: %d ok, %d failed, %d reset in the queue, "
+            .. "%d refused]\n"):format(ctl.ok, ctl.failed, ctl.unaccepted, ctl.refused))
     end)
 
     it("rolls the workers on SIGHUP 20 times under load with no failed request", function()
@@ -165,6 +167,7 @@ describe("luvd --workers", function()
         assert.are.same({}, ctl.failures)
         assert.are.equal(0, ctl.failed)
         assert.are.equal(0, ctl.unaccepted)
+        assert.are.equal(0, ctl.refused)
         assert.is_true(count(ctl.pids) >= 20)
         io.stderr:write(("\n[20 SIGHUPs: %d ok, %d failed, %d unaccepted, %d pids]\n"):format(
             ctl.ok, ctl.failed, ctl.unaccepted, count(ctl.pids)))
@@ -189,6 +192,7 @@ describe("luvd --workers", function()
         wait_until(function() return ctl.done end)
         assert.are.equal(1, grep(r.err, "killed by SIGKILL; restart 1 in"))
         -- at most the requests in flight at the kill: conc in all
+        assert.are.equal(0, ctl.refused)
         assert.is_true(ctl.failed + ctl.unaccepted <= conc,
             ("%d failed, %d unaccepted"):format(ctl.failed, ctl.unaccepted))
         r.child:kill("SIGTERM")

@@ -175,6 +175,7 @@ if cluster.isWorker then
             net.Server.close(s)
             close_after_answer(s)
         end
+        if process.connected then process.send({ [TAG] = "stoppedAccepting" }) end
         if #list > 0 then
             setTimeout(function()
                 for _, s in ipairs(list) do s:close() end
@@ -231,6 +232,7 @@ end
 local cp = require "luvd.child_process"
 local next_id = 0
 local handles = {} -- "host:port:v6only" -> { h = ud, address, port, ipv6 }
+local stop_all = false -- a full shutdown is under way
 
 local function setting_defaults()
     local s = cluster.settings
@@ -302,6 +304,22 @@ local function get_handle(msg)
     return e
 end
 
+-- At a full shutdown (cluster.disconnect, the supervisor's SIGTERM): once
+-- every worker has stopped accepting, the shared sockets stop listening
+-- (shutdown(SHUT_RD) reaches every process's copy), so later clients are
+-- refused at once rather than queued and reset when the last copy closes.
+function cluster._maybeStopListening()
+    for _, w in pairs(cluster.workers) do
+        if not w._stoppedAccepting then return end
+    end
+    for _, e in pairs(handles) do
+        if not e.stopped then
+            e.stopped = true
+            core.tcp_listen_stop(e.h)
+        end
+    end
+end
+
 -- Closes the primary's copies of the shared sockets (at shutdown).
 function cluster._closeHandles()
     for k, e in pairs(handles) do
@@ -337,6 +355,9 @@ local function on_internal(w, msg)
         if wrc ~= 0 then
             w.process:send({ [TAG] = "serverReply", seq = msg.seq, err = wrc })
         end
+    elseif cmd == "stoppedAccepting" then
+        w._stoppedAccepting = true
+        if stop_all then cluster._maybeStopListening() end
     elseif cmd == "listening" then
         w.state = "listening"
         local address = { address = msg.address, port = msg.port, family = msg.family,
@@ -403,6 +424,7 @@ function cluster.fork(env)
         w.state = "dead"
         if w.exitedAfterDisconnect == nil then w.exitedAfterDisconnect = false end
         cluster.workers[id] = nil
+        if stop_all then cluster._maybeStopListening() end
         w:emit("exit", code, signal)
         cluster:emit("exit", w, code, signal)
     end)
@@ -411,16 +433,23 @@ function cluster.fork(env)
 end
 
 function cluster.disconnect(cb)
+    stop_all = true
     local left = 0
     for _, w in pairs(cluster.workers) do
         left = left + 1
         w:once("exit", function()
             left = left - 1
-            if left == 0 and cb then cb() end
+            if left == 0 then
+                stop_all = false
+                if cb then cb() end
+            end
         end)
         w:disconnect()
     end
-    if left == 0 and cb then next_tick(cb) end
+    if left == 0 then
+        stop_all = false
+        if cb then next_tick(cb) end
+    end
 end
 
 -------------------------------------------------------------------------------
@@ -524,6 +553,7 @@ function cluster._supervise(n, script, args)
             if slot.timer then clearTimeout(slot.timer); slot.timer = false end
         end
         if next(cluster.workers) == nil then return finish() end
+        stop_all = true
         for _, w in pairs(cluster.workers) do w:disconnect() end
         kill_timer = setTimeout(function()
             kill_timer = false

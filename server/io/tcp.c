@@ -203,12 +203,35 @@ static int l_new_reuseport(lua_State *L)
     return luvd__stream_push_opened(L, s, rc);
 }
 
+/* tcp_listen_stop(ud) -> code: shutdown(SHUT_RD) on a listening socket
+ * shared with other processes (luvd.cluster at shutdown): the socket stops
+ * listening in every process at once, so a client connecting later is
+ * refused instead of waiting in a queue nobody accepts from any more. */
+static int l_listen_stop(lua_State *L)
+{
+    luvd_stream_t *s = check_tcp(L, 1);
+    uv_os_fd_t fd;
+    int rc = 0;
+    if (!open_tcp(s) || uv_fileno(&s->h.handle, &fd) < 0)
+        rc = UV_EBADF;
+    else if (shutdown(fd, SHUT_RD) < 0)
+        rc = uv_translate_sys_error(errno);
+    lua_pushinteger(L, rc);
+    return 1;
+}
+
 static const luaL_Reg tcp_funcs[] = {
-    {"tcp_new", l_new},           {"tcp_new_reuseport", l_new_reuseport},
-    {"tcp_bind", l_bind},         {"tcp_connect", l_connect},
-    {"tcp_sockname", l_sockname}, {"tcp_peername", l_peername},
-    {"tcp_nodelay", l_nodelay},   {"tcp_keepalive", l_keepalive},
-    {"tcp_reset", l_reset},       {NULL, NULL},
+    {"tcp_new", l_new},
+    {"tcp_new_reuseport", l_new_reuseport},
+    {"tcp_listen_stop", l_listen_stop},
+    {"tcp_bind", l_bind},
+    {"tcp_connect", l_connect},
+    {"tcp_sockname", l_sockname},
+    {"tcp_peername", l_peername},
+    {"tcp_nodelay", l_nodelay},
+    {"tcp_keepalive", l_keepalive},
+    {"tcp_reset", l_reset},
+    {NULL, NULL},
 };
 
 int luvd__open_tcp(lua_State *L)

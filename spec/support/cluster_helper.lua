@@ -1,7 +1,8 @@
 -- Shared by the cluster specs: a bounded HTTP load loop (one connection per
 -- request, "Connection: close") that sorts every request into ok (a 200
--- with "pid=N"), unaccepted (refused, or reset before the app answered a
--- byte: it never left the kernel's queue) or failed (anything else), and
+-- with "pid=N"), refused (no connection), unaccepted (connected, then
+-- reset before the app answered a byte: it never left the kernel's queue)
+-- or failed (anything else), and
 -- the bookkeeping to kill every process a spec started, by PID.
 local net = require "luvd.net"
 
@@ -15,7 +16,8 @@ local REQUEST = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 -- ctl.done (true once every loop stopped); ctl:stop().
 function M.load(port, concurrency, max_requests, pattern)
     pattern = pattern or "^HTTP/1%.1 200 .-\r\n\r\npid=(%d+)\n$"
-    local ctl = { ok = 0, unaccepted = 0, failed = 0, started = 0, pids = {}, failures = {},
+    local ctl = { ok = 0, refused = 0, unaccepted = 0, failed = 0, started = 0, pids = {},
+                  failures = {},
                   running = true, active = 0, done = false }
     function ctl.stop() ctl.running = false end
     local one
@@ -25,7 +27,9 @@ function M.load(port, concurrency, max_requests, pattern)
         if pid then
             ctl.ok = ctl.ok + 1
             ctl.pids[pid] = (ctl.pids[pid] or 0) + 1
-        elseif #r == 0 and (not connected or (err and err.code == "ECONNRESET")) then
+        elseif #r == 0 and not connected then
+            ctl.refused = ctl.refused + 1
+        elseif #r == 0 and err and err.code == "ECONNRESET" then
             ctl.unaccepted = ctl.unaccepted + 1
         else
             ctl.failed = ctl.failed + 1
