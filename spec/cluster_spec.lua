@@ -156,6 +156,17 @@ describe("luvd.cluster", function()
         assert.are.same({ "disconnect", "exit" }, events)
     end)
 
+    it("lives on through bogus internal messages from a worker", function()
+        local w = fork()
+        local got
+        w:on("message", function(msg) got = msg end)
+        w:send("bogus")
+        w:send("after")
+        wait_until(function() return got end)
+        assert.are.equal("after", got.echo)
+        assert.is_false(w:isDead())
+    end)
+
     it("refuses bad arguments", function()
         assert.has_error(function() cluster.fork(42) end,
             "cluster.fork: bad argument #1 'env' (table expected, got number)")

@@ -335,6 +335,15 @@ local function on_internal(w, msg)
         w:emit("online")
         cluster:emit("online", w)
     elseif cmd == "queryServer" then
+        local port, host = msg.port, msg.host
+        if type(port) ~= "number" or port ~= math.floor(port) or port < 0 or port > 65535
+            or (host ~= false and type(host) ~= "string") or type(msg.seq) ~= "number" then
+            -- not from our worker code: answer, never fall over
+            if w.process.connected then
+                w.process:send({ [TAG] = "serverReply", seq = msg.seq, err = -22 })
+            end
+            return
+        end
         local e, rc = get_handle(msg)
         local ch = w.process._channel
         if not e or not ch or not w.process.connected then
