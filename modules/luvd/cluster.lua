@@ -35,7 +35,7 @@
 -- worker binds its own socket with SO_REUSEPORT and the kernel hashes
 -- connections over them; the connections waiting in a closing worker's
 -- queue are then reset, which is why "shared" is the default (see the
--- report in bench/cluster/README.md for the spread of each).
+-- numbers in bench/results/cluster.md for the spread of each).
 --
 -- Where the API was silent: worker:disconnect() (and cluster.disconnect)
 -- closes the worker's servers: their listen handles at once, then after a
