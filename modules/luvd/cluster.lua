@@ -393,8 +393,9 @@ function Worker:disconnect()
     return self
 end
 
+-- kill([signal]): the signal (SIGTERM), at once; as in Node 20 it does not
+-- make exitedAfterDisconnect true (only disconnect() does).
 function Worker:kill(sig)
-    self.exitedAfterDisconnect = true
     return self.process:kill(sig or "SIGTERM")
 end
 Worker.destroy = Worker.kill
