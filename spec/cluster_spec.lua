@@ -2,9 +2,10 @@
 -- processes (spec/fixtures/cluster_worker.lua): the events and their order
 -- (checked against node 20 running the same program: fork, online,
 -- listening; disconnect before exit; kill() leaves exitedAfterDisconnect
--- false, disconnect() makes it true), a port shared through the passed handle (and with SO_REUSEPORT), messages
--- both ways, crash versus clean exit, a graceful disconnect that finishes
--- the request in flight, and bad arguments. Every worker is killed by PID
+-- false, disconnect() makes it true), a port shared through the passed
+-- handle (and with SO_REUSEPORT), messages both ways, crash versus clean
+-- exit, a graceful disconnect that finishes the request in flight, and bad
+-- arguments. Every worker is killed by PID
 -- after each spec.
 local cluster = require "luvd.cluster"
 local loop = require "luvd.loop"
