@@ -147,6 +147,22 @@ describe("luvd --workers", function()
             .. "%d refused]\n"):format(ctl.ok, ctl.failed, ctl.unaccepted, ctl.refused))
     end)
 
+    it("SIGKILLs a worker still busy when the shutdown timeout ends", function()
+        testing.timeout(10000)
+        local r = supervise({ "--workers", "1" },
+            { APP_SLOW_MS = "20000", LUVD_WORKERS_SHUTDOWN_MS = "300", APP_LOG = "1" })
+        wait_until(function() return #r.workers == 1 end)
+        local ctl = ch.load(r.port, 1, 1)
+        wait_until(function() return grep(r.out, "^request ") == 1 end)
+        r.child:kill("SIGTERM")
+        wait_until(function() return r.exit ~= nil end)
+        assert.are.same({ code = 0 }, r.exit)
+        wait_until(function() return grep(r.err, "still busy after 300 ms: SIGKILL") == 1 end)
+        wait_until(function() return not alive(r.workers[1]) end)
+        wait_until(function() return ctl.done end)
+        assert.are.equal(0, ctl.ok) -- the one in flight on the killed worker
+    end)
+
     it("rolls the workers on SIGHUP 20 times under load with no failed request", function()
         testing.timeout(90000)
         local r = supervise({ "--workers", "2" })
