@@ -20,6 +20,8 @@ static const char usage[] =
     "                                        what an unhandled promise rejection does\n"
     "                                        (default: raise it as an uncaught error)\n"
     "  --trace-warnings                      print a traceback with every warning\n"
+    "  --workers N|auto                      run N worker processes of the app sharing\n"
+    "                                        its ports (SIGTERM drains, SIGHUP reloads)\n"
     "\n"
     "Environment:\n"
     "  LUVD_OPTIONS        options applied before those on the command line\n"
@@ -132,6 +134,17 @@ int main(int argc, char **argv)
             payload = argv[++i];
             i++;
             break;
+        }
+        if (strcmp(a, "--workers") == 0 || strncmp(a, "--workers=", 10) == 0) {
+            /* the supervisor is Lua's (modules/luvd/cluster.lua): the count
+             * goes there in LUVD_WORKERS, checked by runtime.lua */
+            const char *v = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v || !*v) {
+                fprintf(stderr, "luvd: --workers requires a count (N or auto)\n");
+                return 1;
+            }
+            setenv("LUVD_WORKERS", v, 1);
+            continue;
         }
         r = parse_runtime_option(&opts, a, "");
         if (r < 0)

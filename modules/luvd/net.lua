@@ -1018,7 +1018,25 @@ local function listen_started(self, h, kind)
     next_tick(emit_listening, self)
 end
 
+-- In a cluster worker (luvd.cluster sets net._clusterListen) the handle
+-- comes from the primary, unless listen{exclusive = true} asked for our own.
+local function listen_tcp_shared(self, host, port, backlog, ipv6only)
+    net._clusterListen(self, host, port, backlog, ipv6only, function(h, rc)
+        if not h then
+            return listen_failed(self, nil, uv_host_port_error(rc, "listen", host or "::", port))
+        end
+        rc = self:_listenHandle(h, backlog)
+        if rc ~= 0 then
+            return listen_failed(self, h, uv_host_port_error(rc, "listen", host or "::", port))
+        end
+        listen_started(self, h, "tcp")
+    end)
+end
+
 local function listen_tcp(self, host, port, backlog, ipv6only)
+    if net._clusterListen and not self._exclusive then
+        return listen_tcp_shared(self, host, port, backlog, ipv6only)
+    end
     local h, rc
     if host == nil then
         -- "::" where IPv6 exists (dual stack), else "0.0.0.0", as Node
@@ -1092,6 +1110,7 @@ function Server:listen(...)
         typeerror(fname, 1, "options.backlog", "number", backlog)
     end
     backlog = backlog or 511
+    self._exclusive = opts.exclusive == true
     if cb then self:once("listening", cb) end
     if opts.path ~= nil then
         if type(opts.path) ~= "string" then

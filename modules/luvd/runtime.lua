@@ -75,7 +75,29 @@ return function(mode, payload, argv)
         exit_code = process._exit_code,
     }
 
+    -- A cluster worker (LUVD_CLUSTER_WORKER_ID) says "online" and shares
+    -- its listens through the primary; `luvd --workers N` (LUVD_WORKERS)
+    -- makes this process the supervisor of N workers of the script.
+    local workers = mode == MODE_SCRIPT and core.getenv("LUVD_WORKERS")
+    -- not passed on to our children (-e, test: there is no script to run)
+    if core.getenv("LUVD_WORKERS") then core.setenv("LUVD_WORKERS", nil) end
+    if core.getenv("LUVD_CLUSTER_WORKER_ID") then
+        workers = nil
+        require "luvd.cluster"
+    end
+
     function hooks.main()
+        if workers then
+            local n = workers == "auto" and #require("luvd.os").cpus() or tonumber(workers)
+            if not n or n < 1 or n > 1024 or n ~= math.floor(n) then
+                startup_failure(("--workers: bad count '%s' (1 to 1024, or auto)"):format(workers))
+                return
+            end
+            local args = {}
+            for i = 1, #larg do args[i] = larg[i] end
+            require("luvd.cluster")._supervise(n, payload, args)
+            return
+        end
         if mode == MODE_SCRIPT then
             local f, oerr = io.open(payload, "r")
             if not f then

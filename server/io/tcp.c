@@ -175,8 +175,55 @@ static int l_reset(lua_State *L)
     return 0;
 }
 
+/* tcp_new_reuseport(ipv6) -> ud, or nil and an error code: a socket made
+ * at once with SO_REUSEPORT set, for tcp_bind (luvd.cluster's "reuseport"
+ * scheduling: each worker binds the same port, the kernel spreads the
+ * connections). */
+static int l_new_reuseport(lua_State *L)
+{
+    luvd_stream_t *s = luvd__stream_new(L, LUVD_KIND_TCP);
+    int rc = uv_tcp_init_ex(&s->rt->loop, &s->h.tcp, lua_toboolean(L, 1) ? AF_INET6 : AF_INET);
+    if (rc == 0) {
+        uv_os_fd_t fd;
+        int on = 1;
+        luvd__stream_opened(L, s);
+        if (uv_fileno(&s->h.handle, &fd) < 0)
+            rc = UV_EBADF;
+        else if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0)
+            rc = uv_translate_sys_error(errno);
+        if (rc < 0) {
+            luvd__stream_close(s);
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            lua_pushinteger(L, rc);
+            return 2;
+        }
+        return 1;
+    }
+    return luvd__stream_push_opened(L, s, rc);
+}
+
+/* tcp_listen_stop(ud) -> code: shutdown(SHUT_RD) on a listening socket
+ * shared with other processes (luvd.cluster at shutdown): the socket stops
+ * listening in every process at once, so a client connecting later is
+ * refused instead of waiting in a queue nobody accepts from any more. */
+static int l_listen_stop(lua_State *L)
+{
+    luvd_stream_t *s = check_tcp(L, 1);
+    uv_os_fd_t fd;
+    int rc = 0;
+    if (!open_tcp(s) || uv_fileno(&s->h.handle, &fd) < 0)
+        rc = UV_EBADF;
+    else if (shutdown(fd, SHUT_RD) < 0)
+        rc = uv_translate_sys_error(errno);
+    lua_pushinteger(L, rc);
+    return 1;
+}
+
 static const luaL_Reg tcp_funcs[] = {
     {"tcp_new", l_new},
+    {"tcp_new_reuseport", l_new_reuseport},
+    {"tcp_listen_stop", l_listen_stop},
     {"tcp_bind", l_bind},
     {"tcp_connect", l_connect},
     {"tcp_sockname", l_sockname},
