@@ -22,7 +22,7 @@ end
 
 local function url(path) return h.quote("http://127.0.0.1:" .. server.port .. path) end
 
--- Sends `slow`, then /ping 300 ms later on a second connection, both from
+-- Sends `slow`, then /ping 800 ms later on a second connection, both from
 -- this process (no process start-up in between); returns the order in which
 -- the two answers came back, and the slow one's body.
 local function race(slow)
@@ -36,7 +36,7 @@ local function race(slow)
         end)
     end
     get(slow, "slow")
-    sleep(300)
+    sleep(800)
     get("/ping", "ping")
     testing.wait_until(function() return #order == 2 end, 20000)
     assert.equal("pong\n", bodies.ping)
@@ -68,15 +68,15 @@ describe("examples/blocking-handlers.lua", function()
     end)
 
     it("a recursive Fibonacci on the loop holds up /ping", function()
-        local order, body = race("/fib-blocking?n=40")
+        local order, body = race("/fib-blocking?n=41")
         assert.equal("slow ping ", order)
-        assert.equal("fib(40) = 102334155 (blocking)\n", body)
+        assert.equal("fib(41) = 165580141 (blocking)\n", body)
     end)
 
     it("the same Fibonacci in slices lets /ping through", function()
-        local order, body = race("/fib?n=39")
+        local order, body = race("/fib?n=40")
         assert.equal("ping slow ", order)
-        assert.equal("fib(39) = 63245986\n", body)
+        assert.equal("fib(40) = 102334155\n", body)
     end)
 
     it("pbkdf2Sync on the loop holds up /ping", function()
