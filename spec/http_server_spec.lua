@@ -419,6 +419,30 @@ describe("http server framing", function()
         close(s)
     end)
 
+    it("keeps header names whole: two long names that differ after byte 256 stay two keys",
+        function()
+            local seen, trailers, calls = nil, nil, 0
+            local s, port = serve(nil, function(req, res)
+                calls = calls + 1
+                seen = req.headers
+                req:body()
+                trailers = req.trailers
+                res:finish()
+            end)
+            local long = ("N"):rep(300)
+            local trailer_name = ("T"):rep(400)
+            exchange(port, "POST /p HTTP/1.1\r\nHost: h\r\n" .. long .. "A: 1\r\n"
+                .. long .. "B: 2\r\n" .. long .. "a: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .. "0\r\n" .. trailer_name .. "X: t\r\n\r\n", { close_after = 1 })
+            assert.equal(1, calls)
+            local lower = long:lower()
+            assert.equal("1, 3", seen[lower .. "a"])
+            assert.equal("2", seen[lower .. "b"])
+            assert.is_nil(seen[lower])
+            assert.same({ [trailer_name:lower() .. "x"] = "t" }, trailers)
+            close(s)
+        end)
+
     it("says Connection: close after maxRequestsPerSocket requests", function()
         local s, port = serve({ maxRequestsPerSocket = 2 }, function(_, res) res:finish("x") end)
         local r = exchange(port, get("/1") .. get("/2") .. get("/3"))
