@@ -826,6 +826,60 @@ describe("http server over a fed connection", function()
     end)
 end)
 
+describe("http server over a fed connection, backpressure", function()
+    it("pauses the TLS source while a slow reader holds the body, resumes when it drains",
+        function()
+            testing.timeout(30000)
+            local certs = require("spec.support.tls_certs").make()
+            local tls = require "luvd.tls"
+            local SIZE = 16 * 1024 * 1024
+            local tsock, held, sizes, calls = nil, nil, {}, 0
+            local hs = http.createServer({ maxHeaderSize = 1024 }, function(req, res)
+                calls = calls + 1
+                if req.path == "/up" then
+                    req:pause()
+                    -- the source stops: the server's TLS socket is paused
+                    -- and the bytes held in Lua stay near the high-water mark
+                    testing.wait_until(function() return tsock:isPaused() end, 10000)
+                    loop.sleep(100)
+                    held = req.readableLength
+                    assert.is_true(tsock:isPaused())
+                end
+                local n = 0
+                for chunk in req:iter() do n = n + #chunk end
+                sizes[#sizes + 1] = n
+                res:finish(tostring(n))
+            end)
+            local ts = tls.createServer({ key = certs.server.key, cert = certs.server.cert },
+                function(sock)
+                    tsock = sock
+                    hs:_serveDuplex(sock)
+                end)
+            local k = loop.continuation("listen")
+            ts:listen(0, "127.0.0.1", k)
+            loop.wait(k)
+            local c = tls.connect { port = ts:address().port, host = "127.0.0.1",
+                rejectUnauthorized = false }
+            local data = ""
+            c:on("data", function(d) data = data .. d end)
+            c:on("error", function() end)
+            local body = ("0123456789abcdef"):rep(SIZE / 16)
+            c:write("POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: " .. SIZE .. "\r\n\r\n")
+            c:write(body)
+            c:write(get("/after"))
+            testing.wait_until(function() return #bodies(data) == 2 end, 25000)
+            assert.same({ tostring(SIZE), "0" }, bodies(data))
+            assert.same({ SIZE, 0 }, sizes)
+            assert.equal(2, calls)
+            assert.is_true(held < 1024 * 1024, "held " .. tostring(held))
+            c:destroy()
+            local closed = false
+            ts:close(function() closed = true end)
+            testing.wait_until(function() return closed end)
+            require("spec.support.tls_certs").remove(certs)
+        end)
+end)
+
 describe("http server hot path", function()
     it("compiles: no trace aborts in luvd's modules over 10k keep-alive hello requests",
         function()

@@ -56,7 +56,8 @@ enum {
     EV_CLIENT_ERR, /* status, reason */
     EV_CONNECTION, /* conn: only when Lua listens for "connection" */
     EV_VWRITE,     /* conn, bytes: output of a fed connection */
-    EV_VEND        /* conn, 2 (end) or 3 (destroy): a fed connection is done */
+    EV_VEND,       /* conn, 2 (end) or 3 (destroy): a fed connection is done */
+    EV_VRESUME     /* conn: resume the source a feed asked to pause */
 };
 
 /* Head flags for Lua */
@@ -107,6 +108,8 @@ typedef struct vconn_s {
     int told;    /* Lua heard ended */
     int busy;    /* inside feed or a delivery: vclose only marks */
     int closing; /* vclose came while busy */
+    int paused;  /* a feed told Lua to pause the source */
+    int resume;  /* EV_VRESUME waits for delivery */
 } vconn_t;
 #define VX(c) ((vconn_t *)(c)->s.sink_data)
 
@@ -1353,8 +1356,18 @@ static void process_in(conn_t *c)
 
 static void update_reading(conn_t *c)
 {
-    if (c->flags & (CF_DEAD | CF_ENDING | CF_VIRTUAL) || c->state == ST_DETACHED)
+    if (c->flags & (CF_DEAD | CF_ENDING) || c->state == ST_DETACHED)
         return;
+    if (c->flags & CF_VIRTUAL) { /* Lua pauses the source: tell it to resume */
+        vconn_t *vx = VX(c);
+        if (vx->paused && !(c->flags & CF_PAUSED) && c->in_len <= IN_MAX) {
+            vx->paused = 0;
+            vx->resume = 1;
+            c->flags |= CF_VFLUSH;
+            queue_resume(c);
+        }
+        return;
+    }
     if ((c->flags & CF_PAUSED) || c->in_len > IN_MAX)
         c->s.ops->read_stop(&c->s);
     else
@@ -1443,6 +1456,10 @@ static int vdeliver(conn_t *c)
         lua_pushlstring(srv->rt->L, vx->out, vx->len);
         vx->len = 0;
         call_lua(srv, EV_VWRITE, c, 1);
+    }
+    if (vx->resume && !vx->ended) {
+        vx->resume = 0;
+        call_lua(srv, EV_VRESUME, c, 0);
     }
     if (vx->ended && !vx->told) {
         vx->told = 1;
@@ -1923,8 +1940,11 @@ static int l_feed(lua_State *L)
         vx->told = 1;
     } else if ((c->flags & CF_PAUSED) || c->in_len > IN_MAX) {
         state = 1;
+        vx->paused = 1;
+        vx->resume = 0;
     }
-    c->flags &= ~CF_VFLUSH;
+    if (!vx->resume)
+        c->flags &= ~CF_VFLUSH;
     lua_pushinteger(L, state);
     if (vx->closing && !vx->busy)
         vfree(c);
