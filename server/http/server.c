@@ -164,6 +164,7 @@ struct server_s {
     int cb_ref;
     int closing, gone;
     int conn_event; /* Lua listens for "connection" */
+    int nodelay;    /* accepted sockets inherit TCP_NODELAY from the listener */
     unsigned nconns;
     uint32_t max_header_size, max_requests;
     uint64_t max_body_size;
@@ -1645,7 +1646,7 @@ static void connection_cb(uv_stream_t *listener, int status)
         conn_close(c);
         return;
     }
-    if (ls->kind == LUVD_KIND_TCP)
+    if (ls->kind == LUVD_KIND_TCP && !srv->nodelay)
         uv_tcp_nodelay(&c->s.h.tcp, 1);
     if (c->s.ops->read_start(&c->s) < 0) {
         conn_close(c);
@@ -1780,6 +1781,11 @@ static int l_listen(lua_State *L)
     luvd_stream_t *ls = luvd__stream_check(L, 2);
     int backlog = (int)luaL_optinteger(L, 3, 511), rc;
     ls->event_data = srv;
+#ifdef __linux__
+    /* Linux copies TCP_NODELAY to accepted sockets: one setsockopt in all */
+    if (ls->kind == LUVD_KIND_TCP && uv_tcp_nodelay(&ls->h.tcp, 1) == 0)
+        srv->nodelay = 1;
+#endif
     rc = uv_listen(&ls->h.stream, backlog, connection_cb);
     if (rc == 0)
         ls->flags |= LUVD_SF_LISTENING;
