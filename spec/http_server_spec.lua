@@ -443,6 +443,31 @@ describe("http server framing", function()
             close(s)
         end)
 
+    it("frames a trailer section that arrives a few bytes at a time, then serves the next request",
+        function()
+            local got, calls = {}, 0
+            local s, port = serve(nil, function(req, res)
+                calls = calls + 1
+                local body = req:body()
+                got[#got + 1] = { req.url, body, req.trailers }
+                res:finish(body)
+            end)
+            local parts = { "POST /t HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .. "5\r\nhello\r\n0\r" }
+            local rest = "\nX-One: 1\r\nX-Two:  two \r\n\r\n"
+            for i = 1, #rest, 3 do
+                parts[#parts + 1] = 5
+                parts[#parts + 1] = rest:sub(i, i + 2)
+            end
+            parts[#parts + 1] = get("/next")
+            local r = exchange(port, parts, { close_after = 2 })
+            assert.equal(2, calls)
+            assert.same({ "hello", "" }, bodies(r.data))
+            assert.same({ "/t", "hello", { ["x-one"] = "1", ["x-two"] = "two" } }, got[1])
+            assert.equal("/next", got[2][1])
+            close(s)
+        end)
+
     it("says Connection: close after maxRequestsPerSocket requests", function()
         local s, port = serve({ maxRequestsPerSocket = 2 }, function(_, res) res:finish("x") end)
         local r = exchange(port, get("/1") .. get("/2") .. get("/3"))
