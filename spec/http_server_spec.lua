@@ -857,7 +857,7 @@ describe("http server over a fed connection, backpressure", function()
             testing.timeout(30000)
             local certs = require("spec.support.tls_certs").make()
             local tls = require "luvd.tls"
-            local SIZE = 16 * 1024 * 1024
+            local SIZE = 4 * 1024 * 1024
             local tsock, held, sizes, calls = nil, nil, {}, 0
             local hs = http.createServer({ maxHeaderSize = 1024 }, function(req, res)
                 calls = calls + 1

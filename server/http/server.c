@@ -1397,8 +1397,11 @@ static void sink_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             c->flags &= ~CF_KEEPALIVE;
             return;
         }
-        /* a request cut short: answered, as Node (RFC 9112 8 allows it) */
-        if (nread == UV_EOF && (c->in_len || c->scanned || c->state == ST_BODY) &&
+        /* a request cut short: answered, as Node (RFC 9112 8 allows it);
+         * empty lines before a request line are no request */
+        if (nread == UV_EOF &&
+            (c->state == ST_BODY ||
+             (c->state == ST_HEAD && (c->in_len || c->scanned) && c->scan > S_START_CR)) &&
             !(c->flags & (CF_ENDING | CF_CLOSE_AFTER | CF_HEAD_SENT))) {
             c->flags |= CF_DISPATCH;
             send_error(c, 400, "request cut short by the end of the input");
