@@ -14,6 +14,8 @@
  * (so every span points into one buffer) and stops at the head's end; the
  * body goes through llhttp after the head was handed to Lua, and llhttp
  * pauses at the end of each message so the scanner frames the next head.
+ * It also pauses at a chunked body's last chunk: the same scanner frames
+ * the trailer section (bounded by maxHeaderSize) before llhttp parses it.
  *
  * Requests on one connection are served one at a time: the next pipelined
  * head is parsed once the previous response has ended, so responses go out
@@ -100,7 +102,9 @@ enum {
  * writes into vx->out, which Lua takes: as feed's result, or with EV_VWRITE
  * from the loop for output made outside a feed (a response that ends
  * later). Lua owns its lifetime: http_vclose frees it. Kept behind
- * s.sink_data, which an HTTP connection does not use otherwise. */
+ * s.sink_data, which an HTTP connection does not use otherwise. When a
+ * feed says "pause" (body backpressure, or pipelined bytes over IN_MAX),
+ * EV_VRESUME tells Lua to resume the source once that has cleared. */
 typedef struct vconn_s {
     char *out;
     size_t len, cap;
