@@ -419,6 +419,55 @@ describe("http server framing", function()
         close(s)
     end)
 
+    it("keeps header names whole: two long names that differ after byte 256 stay two keys",
+        function()
+            local seen, trailers, calls = nil, nil, 0
+            local s, port = serve(nil, function(req, res)
+                calls = calls + 1
+                seen = req.headers
+                req:body()
+                trailers = req.trailers
+                res:finish()
+            end)
+            local long = ("N"):rep(300)
+            local trailer_name = ("T"):rep(400)
+            exchange(port, "POST /p HTTP/1.1\r\nHost: h\r\n" .. long .. "A: 1\r\n"
+                .. long .. "B: 2\r\n" .. long .. "a: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .. "0\r\n" .. trailer_name .. "X: t\r\n\r\n", { close_after = 1 })
+            assert.equal(1, calls)
+            local lower = long:lower()
+            assert.equal("1, 3", seen[lower .. "a"])
+            assert.equal("2", seen[lower .. "b"])
+            assert.is_nil(seen[lower])
+            assert.same({ [trailer_name:lower() .. "x"] = "t" }, trailers)
+            close(s)
+        end)
+
+    it("frames a trailer section that arrives a few bytes at a time, then serves the next request",
+        function()
+            local got, calls = {}, 0
+            local s, port = serve(nil, function(req, res)
+                calls = calls + 1
+                local body = req:body()
+                got[#got + 1] = { req.url, body, req.trailers }
+                res:finish(body)
+            end)
+            local parts = { "POST /t HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .. "5\r\nhello\r\n0\r" }
+            local rest = "\nX-One: 1\r\nX-Two:  two \r\n\r\n"
+            for i = 1, #rest, 3 do
+                parts[#parts + 1] = 5
+                parts[#parts + 1] = rest:sub(i, i + 2)
+            end
+            parts[#parts + 1] = get("/next")
+            local r = exchange(port, parts, { close_after = 2 })
+            assert.equal(2, calls)
+            assert.same({ "hello", "" }, bodies(r.data))
+            assert.same({ "/t", "hello", { ["x-one"] = "1", ["x-two"] = "two" } }, got[1])
+            assert.equal("/next", got[2][1])
+            close(s)
+        end)
+
     it("says Connection: close after maxRequestsPerSocket requests", function()
         local s, port = serve({ maxRequestsPerSocket = 2 }, function(_, res) res:finish("x") end)
         local r = exchange(port, get("/1") .. get("/2") .. get("/3"))
@@ -800,6 +849,60 @@ describe("http server over a fed connection", function()
         testing.wait_until(function() return closed end)
         require("spec.support.tls_certs").remove(certs)
     end)
+end)
+
+describe("http server over a fed connection, backpressure", function()
+    it("pauses the TLS source while a slow reader holds the body, resumes when it drains",
+        function()
+            testing.timeout(30000)
+            local certs = require("spec.support.tls_certs").make()
+            local tls = require "luvd.tls"
+            local SIZE = 4 * 1024 * 1024
+            local tsock, held, sizes, calls = nil, nil, {}, 0
+            local hs = http.createServer({ maxHeaderSize = 1024 }, function(req, res)
+                calls = calls + 1
+                if req.path == "/up" then
+                    req:pause()
+                    -- the source stops: the server's TLS socket is paused
+                    -- and the bytes held in Lua stay near the high-water mark
+                    testing.wait_until(function() return tsock:isPaused() end, 10000)
+                    loop.sleep(100)
+                    held = req.readableLength
+                    assert.is_true(tsock:isPaused())
+                end
+                local n = 0
+                for chunk in req:iter() do n = n + #chunk end
+                sizes[#sizes + 1] = n
+                res:finish(tostring(n))
+            end)
+            local ts = tls.createServer({ key = certs.server.key, cert = certs.server.cert },
+                function(sock)
+                    tsock = sock
+                    hs:_serveDuplex(sock)
+                end)
+            local k = loop.continuation("listen")
+            ts:listen(0, "127.0.0.1", k)
+            loop.wait(k)
+            local c = tls.connect { port = ts:address().port, host = "127.0.0.1",
+                rejectUnauthorized = false }
+            local data = ""
+            c:on("data", function(d) data = data .. d end)
+            c:on("error", function() end)
+            local body = ("0123456789abcdef"):rep(SIZE / 16)
+            c:write("POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: " .. SIZE .. "\r\n\r\n")
+            c:write(body)
+            c:write(get("/after"))
+            testing.wait_until(function() return #bodies(data) == 2 end, 25000)
+            assert.same({ tostring(SIZE), "0" }, bodies(data))
+            assert.same({ SIZE, 0 }, sizes)
+            assert.equal(2, calls)
+            assert.is_true(held < 1024 * 1024, "held " .. tostring(held))
+            c:destroy()
+            local closed = false
+            ts:close(function() closed = true end)
+            testing.wait_until(function() return closed end)
+            require("spec.support.tls_certs").remove(certs)
+        end)
 end)
 
 describe("http server hot path", function()

@@ -89,7 +89,7 @@ local rt = loop.rt
 
 local EV_HEAD, EV_BODY, EV_END, EV_DRAIN, EV_CLOSE, EV_DRAINED, EV_CLIENT_ERR, EV_CONNECTION =
     1, 2, 3, 4, 5, 6, 7, 8
-local EV_VWRITE, EV_VEND = 9, 10
+local EV_VWRITE, EV_VEND, EV_VRESUME = 9, 10, 11
 local HF_KEEPALIVE, HF_BODY, HF_UPGRADE, HF_CLOSING = 1, 2, 4, 8
 local SF_END, SF_CHUNKED, SF_CLOSE = 1, 2, 4
 
@@ -1034,9 +1034,8 @@ fed = function(sock, out, state)
     elseif state == 3 then
         sock:destroy()
     elseif state == 1 then
-        -- body backpressure: no resume signal for fed connections yet; the
-        -- source keeps flowing and C buffers (bounded by the body limits)
-        return
+        -- body backpressure: C says EV_VRESUME once the body drained
+        sock:pause()
     end
 end
 
@@ -1238,6 +1237,9 @@ on_event = function(self, ev, c, a, b, d, e, f, g, h)
     elseif ev == EV_VEND then
         local sock = self._virtual[c]
         if sock then fed(sock, nil, a) end
+    elseif ev == EV_VRESUME then
+        local sock = self._virtual[c]
+        if sock then sock:resume() end
     elseif ev == EV_CONNECTION then
         local socket = make_socket(c)
         if socket then self:emit("connection", socket) end

@@ -14,6 +14,8 @@
  * (so every span points into one buffer) and stops at the head's end; the
  * body goes through llhttp after the head was handed to Lua, and llhttp
  * pauses at the end of each message so the scanner frames the next head.
+ * It also pauses at a chunked body's last chunk: the same scanner frames
+ * the trailer section (bounded by maxHeaderSize) before llhttp parses it.
  *
  * Requests on one connection are served one at a time: the next pipelined
  * head is parsed once the previous response has ended, so responses go out
@@ -56,7 +58,8 @@ enum {
     EV_CLIENT_ERR, /* status, reason */
     EV_CONNECTION, /* conn: only when Lua listens for "connection" */
     EV_VWRITE,     /* conn, bytes: output of a fed connection */
-    EV_VEND        /* conn, 2 (end) or 3 (destroy): a fed connection is done */
+    EV_VEND,       /* conn, 2 (end) or 3 (destroy): a fed connection is done */
+    EV_VRESUME     /* conn: resume the source a feed asked to pause */
 };
 
 /* Head flags for Lua */
@@ -99,7 +102,9 @@ enum {
  * writes into vx->out, which Lua takes: as feed's result, or with EV_VWRITE
  * from the loop for output made outside a feed (a response that ends
  * later). Lua owns its lifetime: http_vclose frees it. Kept behind
- * s.sink_data, which an HTTP connection does not use otherwise. */
+ * s.sink_data, which an HTTP connection does not use otherwise. When a
+ * feed says "pause" (body backpressure, or pipelined bytes over IN_MAX),
+ * EV_VRESUME tells Lua to resume the source once that has cleared. */
 typedef struct vconn_s {
     char *out;
     size_t len, cap;
@@ -107,6 +112,8 @@ typedef struct vconn_s {
     int told;    /* Lua heard ended */
     int busy;    /* inside feed or a delivery: vclose only marks */
     int closing; /* vclose came while busy */
+    int paused;  /* a feed told Lua to pause the source */
+    int resume;  /* EV_VRESUME waits for delivery */
 } vconn_t;
 #define VX(c) ((vconn_t *)(c)->s.sink_data)
 
@@ -136,8 +143,10 @@ struct conn_s {
     uint32_t in_len, in_cap;
     uint32_t scanned; /* head bytes the scanner has passed */
     uint32_t nreq;
+    uint32_t ext_bytes; /* chunk extension bytes of this request */
     uint16_t flags;
     uint8_t scan, state, list, crlf_need;
+    uint8_t trailer; /* after the last chunk: the trailer section is scanned */
 };
 
 /* Trailer lines as they come (spans may be split across reads):
@@ -159,6 +168,7 @@ struct server_s {
     int cb_ref;
     int closing, gone;
     int conn_event; /* Lua listens for "connection" */
+    int nodelay;    /* accepted sockets inherit TCP_NODELAY from the listener */
     unsigned nconns;
     uint32_t max_header_size, max_requests;
     uint64_t max_body_size;
@@ -178,7 +188,7 @@ struct server_s {
     const char *url;
     size_t url_len;
     const char *region_end;
-    /* trailers, collected after the body */
+    char *lname; /* max_header_size bytes: a lower-cased field name */
     /* corked output of the connection in process() */
     char *out;
     size_t out_len, out_cap;
@@ -230,6 +240,7 @@ static void server_unref(server_t *srv)
     if (--srv->refs > 0)
         return;
     free(srv->hdrs);
+    free(srv->lname);
     free(srv->out);
     free(srv);
 }
@@ -589,12 +600,12 @@ static int name_is(const hdr_t *h, const char *lower, size_t len)
  * set-cookie a list. */
 static void push_headers(lua_State *L, server_t *srv)
 {
-    char name[256];
+    char *name = srv->lname;
     uint32_t i;
     lua_createtable(L, 0, (int)srv->nhdrs);
     for (i = 0; i < srv->nhdrs; i++) {
         const hdr_t *h = &srv->hdrs[i];
-        uint32_t j, n = h->nlen < sizeof name ? h->nlen : sizeof name;
+        uint32_t j, n = h->nlen; /* the scanner bounds it by max_header_size */
         for (j = 0; j < n; j++)
             name[j] = lower_tab[(unsigned char)h->name[j]];
         lua_pushlstring(L, name, n);
@@ -660,7 +671,7 @@ static int trailer_add(conn_t *c, const char *at, size_t len, int value)
 static void push_trailers(lua_State *L, conn_t *c)
 {
     trailers_t *t = c->tr;
-    char name[256];
+    char *name = c->srv->lname;
     uint32_t i = 0;
     if (!t) {
         lua_pushnil(L);
@@ -675,7 +686,7 @@ static void push_trailers(lua_State *L, conn_t *c)
         ve = vs;
         while (ve < t->len && t->data[ve] != '\n')
             ve++;
-        n = ne - ns < sizeof name ? ne - ns : (uint32_t)sizeof name;
+        n = ne - ns; /* trailer_add bounds it by max_header_size */
         for (j = 0; j < n; j++)
             name[j] = lower_tab[(unsigned char)t->data[ns + j]];
         while (vs < ve && (t->data[vs] == ' ' || t->data[vs] == '\t'))
@@ -724,6 +735,12 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         for (i = 0; i < len; i++)
             if (!tchar[(unsigned char)at[i]])
                 return -1;
+        /* the scanner framed the whole section: a name is one span here */
+        if ((len == 14 && strncasecmp(at, "content-length", 14) == 0) ||
+            (len == 17 && strncasecmp(at, "transfer-encoding", 17) == 0)) {
+            llhttp_set_error_reason(p, "framing field in a trailer");
+            return HPE_USER;
+        }
         return trailer_add(c, at, len, 0);
     }
     if (srv->nhdrs >= srv->max_hdrs) {
@@ -766,6 +783,8 @@ static int on_headers_complete(llhttp_t *p)
     c->body_bytes = 0;
     c->chunk_left = 0;
     c->crlf_need = 0;
+    c->ext_bytes = 0;
+    c->trailer = 0;
     return 0;
 }
 
@@ -783,10 +802,32 @@ static int check_crlf(conn_t *c, const char *at)
     return 0;
 }
 
+/* The last chunk pauses the parser: process() frames the trailer section
+ * with the head scanner (no bare LF, no obs-fold, bounded) before llhttp
+ * sees it. */
 static int on_chunk_header(llhttp_t *p)
 {
     conn_t *c = p->data;
     c->chunk_left = p->content_length;
+    if (p->content_length == 0) {
+        c->trailer = 1;
+        c->scan = S_LINE;
+        c->scanned = 0;
+        return HPE_PAUSED;
+    }
+    return 0;
+}
+
+/* Chunk extensions are bounded per request, as Node since CVE-2024-22019. */
+static int on_chunk_ext(llhttp_t *p, const char *at, size_t len)
+{
+    conn_t *c = p->data;
+    (void)at;
+    c->ext_bytes += (uint32_t)len;
+    if (c->ext_bytes > c->srv->max_header_size) {
+        llhttp_set_error_reason(p, "chunk extensions larger than maxHeaderSize");
+        return HPE_USER;
+    }
     return 0;
 }
 
@@ -821,6 +862,7 @@ static int on_message_complete(llhttp_t *p)
     conn_t *c = p->data;
     server_t *srv = c->srv;
     c->flags |= CF_MSG_DONE;
+    c->trailer = 0;
     if ((c->flags & CF_HAS_BODY) && (c->flags & CF_ACTIVE) && srv->rt->L) {
         push_trailers(srv->rt->L, c);
         call_lua(srv, EV_END, c, 1);
@@ -871,10 +913,14 @@ static long scan_head(conn_t *c, const char *p, size_t len, const char **why)
             st = S_START;
             break;
         case S_RL:
-            if (ch == '\r')
+            if (ch == '\r') {
                 st = S_RL_CR;
-            else if (ch == '\n')
+            } else if (ch == '\n') {
                 goto bare_lf;
+            } else if (ch >= 0x80) { /* as Node: RFC 3986 targets are ASCII */
+                *why = "non-ASCII byte in the request line";
+                return -1;
+            }
             break;
         case S_RL_CR:
             if (ch != '\n')
@@ -1023,6 +1069,9 @@ static int check_head(conn_t *c, const char **why)
         const hdr_t *h = &srv->hdrs[i];
         if (!h->value) {
             srv->hdrs[i].value = "";
+        } else { /* RFC 9110 5.5: OWS around a value is not part of it */
+            while (h->vlen && (h->value[h->vlen - 1] == ' ' || h->value[h->vlen - 1] == '\t'))
+                srv->hdrs[i].vlen--;
         }
         if (name_is(h, "host", 4)) {
             uint32_t j;
@@ -1089,6 +1138,8 @@ static int parse_error_status(conn_t *c, int err, const char **why)
         *why = "request body larger than maxBodySize";
         return 413;
     }
+    if (err == HPE_USER && c->p.reason && strncmp(c->p.reason, "chunk extensions", 16) == 0)
+        return 413;
     if (err == HPE_INVALID_TRANSFER_ENCODING)
         return 501;
     if (c->srv->bad_hdr == 2) {
@@ -1153,7 +1204,9 @@ static size_t process(conn_t *c, const char *p, size_t len)
                 return len;
             }
             c->nreq++;
+            /* RFC 9112 6.1: TE in a 1.0 request is faulty framing: close after */
             if (llhttp_should_keep_alive(&c->p) &&
+                !(c->p.http_minor == 0 && (c->p.flags & F_TRANSFER_ENCODING)) &&
                 !(srv->max_requests && c->nreq >= srv->max_requests))
                 c->flags |= CF_KEEPALIVE;
             else
@@ -1176,7 +1229,29 @@ static size_t process(conn_t *c, const char *p, size_t len)
                 c->flags |= CF_MSG_DONE;
             }
         }
-        if (c->state == ST_BODY && !(c->flags & CF_MSG_DONE)) {
+        if (c->state == ST_BODY && c->trailer) {
+            long n = scan_head(c, p + off, len - off, &why);
+            if (n < 0) {
+                send_error(c, 400, why);
+                return len;
+            }
+            if (n == 0 || (size_t)n > srv->max_header_size) {
+                if (n || len - off > srv->max_header_size) {
+                    send_error(c, 431, "trailer section larger than maxHeaderSize");
+                    return len;
+                }
+                return off; /* wait for the rest of the trailers */
+            }
+            srv->region_end = p + off + n;
+            llhttp_resume(&c->p);
+            err = llhttp_execute(&c->p, p + off, (size_t)n);
+            if (err != HPE_PAUSED || !(c->flags & CF_MSG_DONE)) {
+                status = err == HPE_OK ? 400 : parse_error_status(c, err, &why);
+                send_error(c, status, err == HPE_OK ? "malformed trailer section" : why);
+                return len;
+            }
+            off += (size_t)n;
+        } else if (c->state == ST_BODY && !(c->flags & CF_MSG_DONE)) {
             const char *q = p + off;
             srv->region_end = p + len;
             if (c->crlf_need && check_crlf(c, q) < 0) {
@@ -1286,8 +1361,18 @@ static void process_in(conn_t *c)
 
 static void update_reading(conn_t *c)
 {
-    if (c->flags & (CF_DEAD | CF_ENDING | CF_VIRTUAL) || c->state == ST_DETACHED)
+    if (c->flags & (CF_DEAD | CF_ENDING) || c->state == ST_DETACHED)
         return;
+    if (c->flags & CF_VIRTUAL) { /* Lua pauses the source: tell it to resume */
+        vconn_t *vx = VX(c);
+        if (vx->paused && !(c->flags & CF_PAUSED) && c->in_len <= IN_MAX) {
+            vx->paused = 0;
+            vx->resume = 1;
+            c->flags |= CF_VFLUSH;
+            queue_resume(c);
+        }
+        return;
+    }
     if ((c->flags & CF_PAUSED) || c->in_len > IN_MAX)
         c->s.ops->read_stop(&c->s);
     else
@@ -1314,6 +1399,17 @@ static void sink_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf)
          * response (Node's allowHalfOpen for http); otherwise close. */
         if (nread == UV_EOF && (c->flags & CF_ACTIVE) && (c->flags & CF_MSG_DONE)) {
             c->flags &= ~CF_KEEPALIVE;
+            return;
+        }
+        /* a request cut short: answered, as Node (RFC 9112 8 allows it);
+         * empty lines before a request line are no request */
+        if (nread == UV_EOF &&
+            (c->state == ST_BODY ||
+             (c->state == ST_HEAD && (c->in_len || c->scanned) && c->scan > S_START_CR)) &&
+            !(c->flags & (CF_ENDING | CF_CLOSE_AFTER | CF_HEAD_SENT))) {
+            c->flags |= CF_DISPATCH;
+            send_error(c, 400, "request cut short by the end of the input");
+            after_process(c);
             return;
         }
         conn_close(c);
@@ -1368,6 +1464,10 @@ static int vdeliver(conn_t *c)
         lua_pushlstring(srv->rt->L, vx->out, vx->len);
         vx->len = 0;
         call_lua(srv, EV_VWRITE, c, 1);
+    }
+    if (vx->resume && !vx->ended) {
+        vx->resume = 0;
+        call_lua(srv, EV_VRESUME, c, 0);
     }
     if (vx->ended && !vx->told) {
         vx->told = 1;
@@ -1553,7 +1653,7 @@ static void connection_cb(uv_stream_t *listener, int status)
         conn_close(c);
         return;
     }
-    if (ls->kind == LUVD_KIND_TCP)
+    if (ls->kind == LUVD_KIND_TCP && !srv->nodelay)
         uv_tcp_nodelay(&c->s.h.tcp, 1);
     if (c->s.ops->read_start(&c->s) < 0) {
         conn_close(c);
@@ -1646,7 +1746,8 @@ static int l_server_new(lua_State *L)
     lua_pop(L, 1);
     srv->max_hdrs = srv->max_header_size / 4 + 2;
     srv->hdrs = malloc(sizeof *srv->hdrs * srv->max_hdrs);
-    if (!srv->hdrs)
+    srv->lname = malloc(srv->max_header_size);
+    if (!srv->hdrs || !srv->lname)
         return luaL_error(L, "out of memory");
     llhttp_settings_init(&srv->settings);
     srv->settings.on_url = on_url;
@@ -1654,6 +1755,8 @@ static int l_server_new(lua_State *L)
     srv->settings.on_header_value = on_header_value;
     srv->settings.on_headers_complete = on_headers_complete;
     srv->settings.on_chunk_header = on_chunk_header;
+    srv->settings.on_chunk_extension_name = on_chunk_ext;
+    srv->settings.on_chunk_extension_value = on_chunk_ext;
     srv->settings.on_body = on_body;
     srv->settings.on_message_complete = on_message_complete;
     lua_pushvalue(L, 1);
@@ -1685,6 +1788,11 @@ static int l_listen(lua_State *L)
     luvd_stream_t *ls = luvd__stream_check(L, 2);
     int backlog = (int)luaL_optinteger(L, 3, 511), rc;
     ls->event_data = srv;
+#ifdef __linux__
+    /* Linux copies TCP_NODELAY to accepted sockets: one setsockopt in all */
+    if (ls->kind == LUVD_KIND_TCP && uv_tcp_nodelay(&ls->h.tcp, 1) == 0)
+        srv->nodelay = 1;
+#endif
     rc = uv_listen(&ls->h.stream, backlog, connection_cb);
     if (rc == 0)
         ls->flags |= LUVD_SF_LISTENING;
@@ -1845,8 +1953,11 @@ static int l_feed(lua_State *L)
         vx->told = 1;
     } else if ((c->flags & CF_PAUSED) || c->in_len > IN_MAX) {
         state = 1;
+        vx->paused = 1;
+        vx->resume = 0;
     }
-    c->flags &= ~CF_VFLUSH;
+    if (!vx->resume)
+        c->flags &= ~CF_VFLUSH;
     lua_pushinteger(L, state);
     if (vx->closing && !vx->busy)
         vfree(c);
