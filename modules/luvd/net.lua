@@ -61,8 +61,8 @@ local errors = require "luvd.errors"
 local EventEmitter = require "luvd.events"
 local stream = require "luvd.stream"
 
-local type, tostring, tonumber, select, pcall, setmetatable =
-    type, tostring, tonumber, select, pcall, setmetatable
+local type, tostring, tonumber, select, pcall, setmetatable, getmetatable =
+    type, tostring, tonumber, select, pcall, setmetatable, getmetatable
 local floor = math.floor
 local next_tick = loop.next_tick
 local is_ip = core.dns_is_ip
@@ -94,7 +94,8 @@ local EV_DATA, EV_READEND, EV_WRITE, EV_SHUTDOWN, EV_CONNECT, EV_CONNECTION, EV_
     1, 2, 3, 4, 5, 6, 7
 local UV_EOF, UV_ENOTCONN, UV_EMFILE, UV_ENFILE =
     core.UV_EOF, core.UV_ENOTCONN, core.UV_EMFILE, core.UV_ENFILE
-local PIPE_END, PIPE_SRC_ERROR = core.PIPE_END, core.PIPE_SRC_ERROR
+local PIPE_END, PIPE_SRC_ERROR, PIPE_DST_ERROR = core.PIPE_END, core.PIPE_SRC_ERROR,
+    core.PIPE_DST_ERROR
 
 local Duplex = stream.Duplex
 local net = {}
@@ -266,6 +267,7 @@ function Socket:initialize(opts)
     self._hadError = false
     self._npipe = false        -- the native pipe reading this socket
     self._npipe_out = false    -- the native pipe writing into it
+    self._nfile = false        -- C reads it into a fs.WriteStream (pipe)
     self._addrs = false        -- addresses left to try (a host name)
     self._host = false
     self._port = false
@@ -518,6 +520,7 @@ function Socket:_destroy(err, cb)
     self.connecting = false
     self._addrs = false
     clear_timer(self)
+    if self._nfile then self._nfile:stop() end
     if self._npipe then native_unpipe(self._npipe, self) end
     if self._npipe_out then native_unpipe(self._npipe_out, self) end
     local pcb = self._pcb
@@ -778,7 +781,9 @@ end
 -- A socket can be read by C when nobody else reads it. What it has
 -- buffered already goes first (the second result).
 function Socket:_nativeSource()
-    if not self._ptr or self.connecting or self._npipe or self.destroyed then return nil end
+    if not self._ptr or self.connecting or self._npipe or self._nfile or self.destroyed then
+        return nil
+    end
     local r = self._readableState
     if r.ended or r.decoder or r.objectMode then return nil end
     if self:listenerCount("data") > 0 or self:listenerCount("readable") > 0 then return nil end
@@ -787,7 +792,7 @@ function Socket:_nativeSource()
     return self._handle, buffered
 end
 
-function Socket:_nativeEnd(err)
+function Socket:_nativeEnd(err, _status)
     self._reading = false -- C stopped reading it
     if err == nil then
         self.bytesRead = self._ptr and C.luvd_stream_bytes_read(self._ptr) or self.bytesRead
@@ -812,10 +817,25 @@ local function sync_written(dst)
     if dst._ptr then dst.bytesWritten = C.luvd_stream_bytes_written(dst._ptr) end
 end
 
+-- The fields that name a running pipe: the source's (and for a TLS source
+-- its tcp socket's, rec.raw) _npipe, the destination's _npipe_out.
+local function native_mark(rec, on)
+    local src, raw, dst = rec.src, rec.raw, rec.dst
+    if on then
+        if src._isNetSocket or src._isTLSSocket then src._npipe = rec end
+        if raw then raw._npipe = rec end
+        dst._npipe_out = rec
+        return
+    end
+    if src._npipe == rec then src._npipe = false end
+    if raw and raw._npipe == rec then raw._npipe = false end
+    if dst._npipe_out == rec then dst._npipe_out = false end
+end
+net._nativeMark = native_mark
+
 local function native_done(rec, kind, status, syscall)
     local src, dst = rec.src, rec.dst
-    if src._npipe == rec then src._npipe = false end
-    if dst._npipe_out == rec then dst._npipe_out = false end
+    native_mark(rec, false)
     rec.done = true
     sync_written(dst)
     if kind == PIPE_END then
@@ -826,7 +846,7 @@ local function native_done(rec, kind, status, syscall)
                 dst:finish()
             end
         end
-        src:_nativeEnd(nil)
+        src:_nativeEnd(nil, status)
     elseif kind == PIPE_SRC_ERROR then
         local e = rec.path and errors.uv(status, syscall, rec.path) or errno_error(status, syscall)
         src:_nativeEnd(e)
@@ -842,33 +862,33 @@ native_unpipe = function(rec, by)
     rec.done = true
     core.stream_unpipe(rec.ud)
     local src, dst = rec.src, rec.dst
-    if src._npipe == rec then src._npipe = false end
-    if dst._npipe_out == rec then dst._npipe_out = false end
+    native_mark(rec, false)
     sync_written(dst)
     if src ~= by then src:_nativeEnd(false) end
 end
+net._nativeUnpipe = native_unpipe
 
 -- net._nativePipe(src, dst[, opts]) -> dst when C took the pipe over, else
 -- nil (and an error code when C refused it).
 function net._nativePipe(src, dst, opts)
     local dh = native_dest(dst)
     if not dh or type(src) ~= "table" or type(src._nativeSource) ~= "function" then return nil end
-    local sh, buffered = src:_nativeSource()
+    local sh, buffered, stls = src:_nativeSource()
     if not sh then return nil end
     local rec = { src = src, dst = dst, ud = false, done = false, path = false,
-                  finish = not (opts and opts["end"] == false), opts = opts or false }
+                  finish = not (opts and opts["end"] == false), opts = opts or false,
+                  raw = stls and src._raw or false }
     local hwm = dst.writableHighWaterMark or 16384
     if hwm < 65536 then hwm = 65536 end
     local ud, code = core.stream_pipe(sh, dh, hwm, function(kind, status, syscall)
         return native_done(rec, kind, status, syscall)
-    end, buffered)
+    end, buffered or false, false, stls or false)
     if not ud then
         if buffered then src:unshift(buffered) end
         return nil, code
     end
     rec.ud = ud
-    if src._isNetSocket then src._npipe = rec end
-    dst._npipe_out = rec
+    native_mark(rec, true)
     dst:emit("pipe", src)
     if type(src._readableState) == "table" and not src._readableState.flowing then
         src:resume() -- flowing, so that "end" comes once C is done
@@ -876,8 +896,15 @@ function net._nativePipe(src, dst, opts)
     return dst
 end
 
+local file_sink -- below
+
 function Socket:pipe(dst, opts)
+    local nfile = self._nfile
+    if nfile then nfile:stop() end -- a second destination: the Lua pipe for both
     if net._nativePipe(self, dst, opts) then return dst end
+    local tls = package.loaded["luvd.tls"]
+    if tls and tls._nativePipe(self, dst, opts) then return dst end
+    if not nfile then file_sink(self, dst) end
     return Duplex.pipe(self, dst, opts)
 end
 
@@ -901,6 +928,98 @@ function Socket:pause()
         Duplex.pipe(self, rec.dst, rec.opts or nil)
     end
     return Duplex.pause(self)
+end
+
+-- socket:pipe(fs.createWriteStream(f)) moves the bytes without Lua: the
+-- socket's reads go to C (core.stream_to_file), which writes them into the
+-- file on the pool in order, reading no faster than the file takes them
+-- (1 MiB held at most). It applies to a socket nobody else reads ("data" or
+-- "readable" listeners, an encoding, another pipe mean the Lua pipe) into
+-- an open, plain fs.WriteStream with nothing buffered; what the socket had
+-- buffered is written first. The Lua pipe is set up beside it for the
+-- events (it sees no chunk): "end" when the peer ends, then the file's
+-- "finish". A read error destroys the socket, a write error the file.
+
+local FileSink = {}
+FileSink.__index = FileSink
+
+local function sink_settle(rec, bytes)
+    if rec.settled then return end
+    rec.settled = true
+    local src, dst = rec.src, rec.dst
+    src._nfile, dst._zpipe = false, false
+    dst.bytesWritten = dst.bytesWritten + bytes
+    if dst.pos then dst.pos = dst.pos + bytes end
+    if src._ptr then src.bytesRead = C.luvd_stream_bytes_read(src._ptr) end
+    dst._io = false
+    local after = dst._after_io
+    if after then
+        dst._after_io = false
+        after()
+    end
+end
+
+-- rec:stop(): a destroy of either side (luvd.fs calls it for the file), or
+-- a second pipe: the socket's reads are Lua's again from here on.
+function FileSink:stop()
+    if self.settled then return end
+    local now, bytes = core.file_sink_stop(self.ud)
+    if now then sink_settle(self, bytes) end
+    local src = self.src
+    src._nfile = false
+    if not src.destroyed and src._reading then
+        src._reading = false -- C stopped it
+        src:push("")
+    end
+end
+
+local function sink_done(rec, kind, status, syscall, bytes)
+    sink_settle(rec, bytes)
+    local src, dst = rec.src, rec.dst
+    if kind == PIPE_END then
+        src._reading = false
+        if not src.destroyed then src:push(nil) end
+    elseif kind == PIPE_SRC_ERROR then
+        if not src.destroyed then src:destroy(errno_error(status, syscall or "read")) end
+    elseif kind == PIPE_DST_ERROR then
+        if not dst.destroyed then dst:destroy(errors.uv(status, syscall or "write")) end
+    end
+end
+
+-- Whether dst is an open fs.WriteStream that C may write into now.
+function net._fileSinkOk(dst)
+    local fs = package.loaded["luvd.fs"]
+    if not fs or type(dst) ~= "table" or not fs.WriteStream:isInstance(dst) then return false end
+    local cls = getmetatable(dst)
+    if cls._write ~= fs.WriteStream._write or cls._writev ~= fs.WriteStream._writev then
+        return false
+    end
+    local w = dst._writableState
+    return dst.fd and not dst._io and not dst._zpipe and not dst._splice and not dst.destroyed
+        and not w.ending and w.length == 0 and w.corked == 0 and not w.errored and true or false
+end
+
+file_sink = function(self, dst)
+    if not net._fileSinkOk(dst) then return false end
+    local r = self._readableState
+    if not self._ptr or self.connecting or self._npipe or self.destroyed or r.ended
+        or r.decoder or r.objectMode or #r.pipes > 0
+        or self:listenerCount("data") > 0 or self:listenerCount("readable") > 0 then
+        return false
+    end
+    local rec = setmetatable({ src = self, dst = dst, ud = false, settled = false }, FileSink)
+    local buffered = r.length > 0 and self:read() or false
+    local ud = core.stream_to_file(self._handle, dst.fd, dst.pos or -1, 1048576,
+        function(kind, status, syscall, bytes)
+            return sink_done(rec, kind, status, syscall, bytes)
+        end, false, buffered)
+    if not ud then
+        if buffered then self:unshift(buffered) end
+        return false
+    end
+    rec.ud = ud
+    self._nfile, dst._zpipe, dst._io = rec, rec, true
+    return true
 end
 
 -- A file fed into a socket by C (until fs.createReadStream does it).

@@ -431,6 +431,7 @@ function TLSSocket:initialize(socket, opts)
     self._checkServerIdentity = opts.checkServerIdentity or tls.checkServerIdentity
     self._sniPending = false
     self._nfile = false        -- C reads the tcp socket into a file (pipe)
+    self._npipe = false        -- the native pipe reading it (luvd.net)
     self.encrypted = true
     self.authorized = false
     self.authorizationError = nil
@@ -806,6 +807,7 @@ end
 function TLSSocket:_destroy(err, cb)
     local nfile = self._nfile
     if nfile then nfile:stop() end
+    if self._npipe then net._nativeUnpipe(self._npipe, self) end
     if self._hsTimer then
         loop.clearTimeout(self._hsTimer)
         self._hsTimer = false
@@ -865,8 +867,7 @@ end
 
 local function native_done(rec, kind, status, syscall)
     local src, raw, dst = rec.src, rec.dst, rec.tls
-    if src._npipe == rec then src._npipe = false end
-    if raw._npipe_out == rec then raw._npipe_out = false end
+    net._nativeMark(rec, false)
     rec.done = true
     if raw._ptr then raw.bytesWritten = C.luvd_stream_bytes_written(raw._ptr) end
     if kind == PIPE_END then
@@ -877,7 +878,7 @@ local function native_done(rec, kind, status, syscall)
                 dst:finish()
             end
         end
-        src:_nativeEnd(nil)
+        src:_nativeEnd(nil, status)
     elseif kind == PIPE_SRC_ERROR then
         src:_nativeEnd(errors.uv(status, syscall))
     else
@@ -895,21 +896,21 @@ function tls._nativePipe(src, dst, opts)
     if not raw or type(src) ~= "table" or type(src._nativeSource) ~= "function" then
         return nil
     end
-    local sh, buffered = src:_nativeSource()
+    local sh, buffered, stls = src:_nativeSource()
     if not sh then return nil end
     -- the fields luvd.net's native_unpipe reads, when the tcp socket goes
     local rec = { src = src, dst = raw, tls = dst, ud = false, done = false, path = false,
-                  finish = not (opts and opts["end"] == false), opts = opts or false }
+                  finish = not (opts and opts["end"] == false), opts = opts or false,
+                  raw = stls and src._raw or false }
     local ud = core.stream_pipe(sh, raw._handle, 262144, function(kind, status, syscall)
         return native_done(rec, kind, status, syscall)
-    end, buffered or false, dst._conn)
+    end, buffered or false, dst._conn, stls or false)
     if not ud then
         if buffered then src:unshift(buffered) end
         return nil
     end
     rec.ud = ud
-    if src._isNetSocket then src._npipe = rec end
-    raw._npipe_out = rec
+    net._nativeMark(rec, true)
     dst:emit("pipe", src)
     if type(src._readableState) == "table" and not src._readableState.flowing then
         src:resume()
@@ -1013,9 +1014,96 @@ local function file_sink_ok(self, dst)
         and not w.ending and w.length == 0 and w.corked == 0 and not w.errored
 end
 
+-- A TLS socket is a native source too (luvd.net's _nativeSource): C reads
+-- the tcp socket, decrypts each read with the engine, sends back what the
+-- engine has to send and writes the plaintext into a net.Socket, or
+-- encrypts it again for another TLSSocket (a TLS-terminating proxy, TLS to
+-- TLS). It applies to a secure TLSSocket nobody else reads, over a
+-- net.Socket with nothing buffered; the third result is the engine. The
+-- source ends on close_notify (the tcp socket is Lua's again) or on the tcp
+-- end; "session" does not fire while C reads.
+function TLSSocket:_nativeSource()
+    local raw, r = self._raw, self._readableState
+    if not self._secured or self.destroyed or self._ended or self._nfile
+        or self._npipe or self._sniPending or r.ended or r.decoder or r.objectMode
+        or self:listenerCount("data") > 0 or self:listenerCount("readable") > 0 then
+        return nil
+    end
+    if type(raw) ~= "table" or not raw._isNetSocket or not raw._ptr or raw._npipe
+        or raw._nfile or raw.destroyed or raw.connecting or raw._readableState.ended
+        or raw:listenerCount("data") ~= 1 then
+        return nil
+    end
+    -- ciphertext the tcp socket holds goes through the engine first ("data")
+    if raw._readableState.length > 0 then raw:read() end
+    if self.destroyed or self._ended or r.ended or raw._readableState.length > 0 then
+        return nil
+    end
+    local buffered = nil
+    if r.length > 0 then buffered = self:read() end
+    if self._rawPaused then
+        -- C reads the tcp socket at its own pace; Lua's flow resumes with it
+        self._rawPaused = false
+        raw:resume()
+    end
+    return raw._handle, buffered, self._conn
+end
+
+-- err: nil (the end: status UV_EOF for the tcp end, else close_notify), an
+-- error, or false (stopped for the destination's sake: back to Lua, paused).
+function TLSSocket:_nativeEnd(err, status)
+    local raw = self._raw
+    if not raw.destroyed then
+        raw._reading = false -- C stopped reading the tcp socket
+        if raw._ptr then raw.bytesRead = C.luvd_stream_bytes_read(raw._ptr) end
+    end
+    if err == nil then
+        if not raw.destroyed then
+            if status == core.UV_EOF then raw:push(nil) else raw:push("") end
+        end
+        if not self._ended then
+            self._ended = true
+            self:push(nil)
+        end
+    elseif err then
+        if self.destroyed then return end
+        if err.code == "EPROTO" then return self:_tlsError(engine_error(self._conn)) end
+        if not err.syscall then err.syscall = "read" end
+        return self:_tlsError(err)
+    elseif not self.destroyed then
+        if not raw.destroyed then raw:push("") end
+        self:pause()
+        self:push("")
+    end
+end
+
+function TLSSocket:unpipe(dst)
+    local rec = self._npipe
+    if rec and (dst == nil or dst == rec.dst or dst == rec.tls) then
+        net._nativeUnpipe(rec, nil)
+        local d = rec.tls or rec.dst
+        d:emit("unpipe", self)
+        return self
+    end
+    return Duplex.unpipe(self, dst)
+end
+
+-- As net.Socket's: a paused source goes on through the Lua pipe.
+function TLSSocket:pause()
+    local rec = self._npipe
+    if rec then
+        net._nativeUnpipe(rec, nil)
+        Duplex.pipe(self, rec.tls or rec.dst, rec.opts or nil)
+    end
+    return Duplex.pause(self)
+end
+
 function TLSSocket:pipe(dst, opts)
     local nfile = self._nfile
     if nfile then nfile:stop() end -- a second destination: the Lua pipe for both
+    if not nfile and (net._nativePipe(self, dst, opts) or tls._nativePipe(self, dst, opts)) then
+        return dst
+    end
     if file_sink_ok(self, dst) then
         local rec = setmetatable({ src = self, dst = dst, ud = false, settled = false },
             FileSink)

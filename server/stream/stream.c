@@ -704,6 +704,9 @@ struct luvd_npipe_s {
     int cb_ref, self_ref, src_ref, dst_ref;
     luvd_tls_t *tls; /* encrypts each chunk before dst (a TLS socket's tcp) */
     int tls_ref;
+    luvd_tls_t *src_tls; /* decrypts each read of src (a TLS socket's tcp) */
+    int src_tls_ref;
+    int end_status; /* NP_END's: UV_EOF, or 0 for a TLS source's close_notify */
 };
 
 /* File sources: enum for flags */
@@ -773,9 +776,11 @@ static void npipe_detach(luvd_npipe_t *p)
         luaL_unref(L, LUA_REGISTRYINDEX, p->dst_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, p->self_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, p->tls_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, p->src_tls_ref);
     }
     p->cb_ref = p->src_ref = p->dst_ref = p->self_ref = p->tls_ref = LUA_NOREF;
-    p->tls = NULL;
+    p->src_tls_ref = LUA_NOREF;
+    p->tls = p->src_tls = NULL;
 }
 
 static void npipe_finish(luvd_npipe_t *p, int kind, int status, const char *syscall)
@@ -841,8 +846,8 @@ static void npipe_write_cb(luvd_write_t *w, int status)
         if (status < 0)
             npipe_finish(p, NP_DST_ERROR, status, "write");
         else if ((p->flags & NP_SRC_END) && p->inflight == 0)
-            npipe_finish(p, NP_END, 0, NULL);
-        else if ((p->flags & NP_PAUSED) && !npipe_over(p))
+            npipe_finish(p, NP_END, p->end_status, NULL);
+        else if ((p->flags & (NP_PAUSED | NP_SRC_END)) == NP_PAUSED && !npipe_over(p))
             npipe_resume(p);
     }
     npipe_unref(p);
@@ -903,7 +908,69 @@ static void npipe_src_end(luvd_npipe_t *p)
 {
     p->flags |= NP_SRC_END;
     if (p->inflight == 0)
-        npipe_finish(p, NP_END, 0, NULL);
+        npipe_finish(p, NP_END, p->end_status, NULL);
+}
+
+static void npipe_sent_cb(luvd_write_t *w, int status)
+{
+    luvd_npipe_t *p = w->data;
+    (void)status; /* a broken source reports itself on its next read */
+    chunk_put(p->ctx, (luvd_chunk_t *)w);
+    npipe_unref(p);
+}
+
+/* A TLS source: c holds ciphertext read from src. The plaintext goes on to
+ * dst (encrypted again by a TLS destination); the records the engine has
+ * to send back (tickets, a KeyUpdate's answer, an alert) go into src in the
+ * order the engine made them. close_notify ends the source: src stops
+ * being read and goes back to Lua at the end. Takes c. */
+static void npipe_decrypt(luvd_npipe_t *p, luvd_chunk_t *c, size_t n)
+{
+    const char *plain, *out;
+    size_t plain_len, out_len;
+    luvd_chunk_t *b;
+    uv_buf_t buf;
+    int done;
+    int rc = luvd__tls_decrypt(p->src_tls, c->data, n, &plain, &plain_len, &out, &out_len);
+    chunk_put(p->ctx, c);
+    if (out_len > 0) {
+        if (!(b = chunk_get(p->ctx, out_len < CHUNK_SIZE ? CHUNK_SIZE : out_len))) {
+            npipe_finish(p, NP_SRC_ERROR, UV_ENOMEM, "read");
+            return;
+        }
+        memcpy(b->data, out, out_len);
+        b->w.cb = npipe_sent_cb;
+        b->w.data = p;
+        buf.base = b->data;
+        buf.len = out_len;
+        if (luvd__stream_write(p->src, &b->w, &buf, 1) == 0)
+            p->refs++;
+        else
+            chunk_put(p->ctx, b);
+    }
+    if (rc < 0) {
+        npipe_finish(p, NP_SRC_ERROR, UV_EPROTO, "read");
+        return;
+    }
+    if (plain_len > 0) {
+        /* copied at once: encrypting for dst may reuse the engine's buffers */
+        if (!(b = chunk_get(p->ctx, plain_len < CHUNK_SIZE ? CHUNK_SIZE : plain_len))) {
+            npipe_finish(p, NP_SRC_ERROR, UV_ENOMEM, "read");
+            return;
+        }
+        memcpy(b->data, plain, plain_len);
+        p->refs++; /* a failure reports to Lua, which may drop the pipe */
+        npipe_write(p, b, plain_len);
+        done = (p->flags & NP_DONE) != 0;
+        npipe_unref(p);
+        if (done)
+            return;
+    }
+    if (rc == 1 && !(p->flags & (NP_DONE | NP_SRC_END))) {
+        p->src->ops->read_stop(p->src);
+        p->end_status = 0;
+        npipe_src_end(p);
+    }
 }
 
 static void npipe_sink_alloc(luvd_stream_t *s, size_t suggested, uv_buf_t *buf)
@@ -921,7 +988,12 @@ static void npipe_sink_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf
     luvd_chunk_t *c = p->reading;
     p->reading = NULL;
     if (nread > 0) {
-        npipe_write(p, c, (size_t)nread);
+        if (p->flags & (NP_DONE | NP_SRC_END))
+            chunk_put(p->ctx, c); /* after close_notify: the bytes are Lua's business */
+        else if (p->src_tls)
+            npipe_decrypt(p, c, (size_t)nread);
+        else
+            npipe_write(p, c, (size_t)nread);
         return;
     }
     if (c)
@@ -1300,10 +1372,13 @@ static luvd_npipe_t *npipe_check(lua_State *L, int idx)
     return *ud;
 }
 
-/* stream_pipe(src, dst, hwm, cb[, first[, tls]]) -> pipe, or nil and an
- * error code. src: a stream or a file source; dst: a stream; first: bytes
- * to write before the source's (what a Lua source had buffered); tls: a
- * secure TLS connection over dst that encrypts every chunk (first too). */
+/* stream_pipe(src, dst, hwm, cb[, first[, tls[, src_tls]]]) -> pipe, or nil
+ * and an error code. src: a stream or a file source; dst: a stream; first:
+ * bytes to write before the source's (what a Lua source had buffered); tls:
+ * a secure TLS connection over dst that encrypts every chunk (first too);
+ * src_tls: a secure TLS connection over a stream src that decrypts every
+ * read (first is plaintext already). cb(kind, status, syscall): NP_END's
+ * status is UV_EOF when src ended, 0 when src_tls got close_notify. */
 static int l_pipe(lua_State *L)
 {
     luvd_stream_t *dst = luvd__stream_check(L, 2), *src = NULL;
@@ -1342,11 +1417,16 @@ static int l_pipe(lua_State *L)
     p->hwm = (size_t)hwm;
     p->refs = 1;
     p->flags = NP_STARTING;
-    p->tls_ref = LUA_NOREF;
+    p->tls_ref = p->src_tls_ref = LUA_NOREF;
+    p->end_status = UV_EOF;
     *ud = p;
     if ((p->tls = luvd__tls_test(L, 6)) != NULL) {
         lua_pushvalue(L, 6);
         p->tls_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    if (src && (p->src_tls = luvd__tls_test(L, 7)) != NULL) {
+        lua_pushvalue(L, 7);
+        p->src_tls_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     lua_pushvalue(L, 1);
     p->src_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -1413,20 +1493,20 @@ static int npipe_gc(lua_State *L)
 
 /* ---- the file sink: a stream read into a file ------------------------------
  *
- * stream_to_file(src, fd, pos, hwm, cb[, tls]) -> sink, or nil and an error
- * code. src's reads go to C and into the file fd at pos (-1: the fd's
- * offset), written on the pool one chunk at a time in order, the others
- * waiting in a list. With tls (a secure connection over src) each read is
- * decrypted first and the records the engine has to send back (tickets,
- * alerts) are written into src. Reading stops while the chunks held reach
- * hwm and goes on under it. cb(kind, status, syscall, bytes) once:
- * NP_END (all written; status UV_EOF when src ended, 0 when the peer sent
- * close_notify and src goes back to Lua), NP_SRC_ERROR (a read failed,
- * or the engine: status UV_EPROTO, conn:error() tells why), NP_DST_ERROR
- * (a write failed) or FK_STOPPED. file_sink_stop(sink) -> true when it
- * stopped then and there (no callback), false when a write is still on
- * the pool (FK_STOPPED follows). A close of src detaches the sink
- * silently; Lua stops it then. */
+ * stream_to_file(src, fd, pos, hwm, cb[, tls[, first]]) -> sink, or nil and
+ * an error code. src's reads go to C and into the file fd at pos (-1: the
+ * fd's offset), written on the pool one chunk at a time in order, the
+ * others waiting in a list; first (bytes Lua had buffered) goes first. With
+ * tls (a secure connection over src) each read is decrypted first and the
+ * records the engine has to send back (tickets, alerts) are written into
+ * src. Reading stops while the chunks held reach hwm and goes on under it.
+ * cb(kind, status, syscall, bytes) once: NP_END (all written; status UV_EOF
+ * when src ended, 0 when the peer sent close_notify and src goes back to
+ * Lua), NP_SRC_ERROR (a read failed, or the engine: status UV_EPROTO,
+ * conn:error() tells why), NP_DST_ERROR (a write failed) or FK_STOPPED.
+ * file_sink_stop(sink) -> true when it stopped then and there (no
+ * callback), false when a write is still on the pool (FK_STOPPED follows).
+ * A close of src detaches the sink silently; Lua stops it then. */
 
 enum { FK_STOPPED = NP_DST_ERROR + 1 };
 
@@ -1436,6 +1516,7 @@ enum {
     FK_DONE = 1 << 2,  /* reported, or stopped without a report */
     FK_PAUSED = 1 << 3,
     FK_STOP = 1 << 4,
+    FK_STARTING = 1 << 5, /* inside stream_to_file: a failure is its result */
 };
 
 #define FSINK_MT "luvd.fsink"
@@ -1507,7 +1588,7 @@ static void fsink_report(luvd_fsink_t *f)
 {
     lua_State *L = f->rt->L;
     int cb_ref = f->cb_ref;
-    if (f->flags & (FK_DONE | FK_BUSY))
+    if (f->flags & (FK_DONE | FK_BUSY | FK_STARTING))
         return;
     f->flags |= FK_DONE;
     f->cb_ref = LUA_NOREF;
@@ -1778,9 +1859,27 @@ static int l_stream_to_file(lua_State *L)
     f->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, -1);
     f->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (lua_type(L, 7) == LUA_TSTRING) {
+        size_t len;
+        const char *first = lua_tolstring(L, 7, &len);
+        luvd_chunk_t *c = len ? fsink_copy(f, first, len) : NULL;
+        if (len && !c)
+            return luaL_error(L, "out of memory");
+        if (c)
+            fsink_queue(f, c, len);
+    }
     src->sink = &fsink_sink;
     src->sink_data = f;
-    if ((rc = src->ops->read_start(src)) < 0) {
+    if (f->head) {
+        f->flags |= FK_STARTING;
+        fsink_next(f);
+        f->flags &= ~FK_STARTING;
+    }
+    if (f->kind)
+        rc = f->status;
+    else if (!(f->flags & FK_PAUSED))
+        rc = src->ops->read_start(src);
+    if (rc < 0) {
         fsink_detach(f);
         f->flags |= FK_DONE;
         fsink_release(f);

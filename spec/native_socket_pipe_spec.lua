@@ -1,0 +1,410 @@
+-- Native pipes from sockets: socket -> fs.WriteStream (core.stream_to_file),
+-- TCP -> TLS, TLS -> TCP (a TLS-terminating proxy) and TLS -> TLS
+-- (core.stream_pipe with the source's engine decrypting and the
+-- destination's encrypting). The far ends are Node processes
+-- (spec/support/stream_peer.js), so every Lua call a debug hook counts while
+-- the bytes flow is luvd's own: by chunks it would be thousands, natively it
+-- is the set-up and the end.
+local fs = require "luvd.fs"
+local net = require "luvd.net"
+local tls = require "luvd.tls"
+local stream = require "luvd.stream"
+local crypto = require "luvd.crypto"
+local loop = require "luvd.loop"
+local testing = require "luvd.testing"
+local helper = require "spec.helper"
+local certs = require "spec.support.tls_certs"
+local nh = require "spec.support.net_helper"
+
+local have_node = os.execute("command -v node >/dev/null 2>&1") == 0
+local describe_node = have_node and describe or pending
+local describe_tls = (have_node and certs.available()) and describe or pending
+
+local MB = 1024 * 1024
+local tmp = os.getenv("TMPDIR") or "/tmp"
+local function tmp_path(name) return ("%s/luvd-sockpipe-%d-%s"):format(tmp, process.pid, name) end
+local PEER = "spec/support/stream_peer.js"
+
+local function make_file(path, mb)
+    local f = assert(io.open(path, "wb"))
+    local lines = {}
+    for i = 0, mb - 1 do
+        for j = 1, MB / 16 do lines[j] = ("%015d\n"):format(i * (MB / 16) + j) end
+        f:write(table.concat(lines))
+    end
+    f:close()
+    return path
+end
+
+local function sha256(s) return crypto.createHash("sha256"):update(s):digest("hex") end
+
+local function count_calls()
+    local n = 0
+    debug.sethook(function() n = n + 1 end, "c")
+    return function()
+        debug.sethook()
+        return n
+    end
+end
+
+local pids = {}
+
+-- node stream_peer.js ... in the background; returns its pid
+local function peer(...)
+    local args = { "node", PEER }
+    for _, a in ipairs({ ... }) do args[#args + 1] = helper.quote(a) end
+    local pid = tonumber((helper.sh(table.concat(args, " ") .. " >/dev/null 2>&1 & echo $!")))
+    assert(pid, "node did not start")
+    pids[#pids + 1] = pid
+    return pid
+end
+
+local function reap()
+    for _, pid in ipairs(pids) do pcall(process.kill, pid, "SIGKILL") end
+    pids = {}
+end
+
+local function read_file(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local s = f:read("*a")
+    f:close()
+    return s
+end
+
+-- A Node sink: returns its port and a function that waits for "<bytes> <sha>".
+local function sink(kind, name, ...)
+    local out = tmp_path(name)
+    os.remove(out)
+    os.remove(out .. ".port")
+    peer("sink", kind, out, ...)
+    testing.wait_until(function() return read_file(out .. ".port") end, 10000)
+    local port = tonumber(read_file(out .. ".port"))
+    os.remove(out .. ".port")
+    return port, function(ms)
+        testing.wait_until(function()
+            local s = read_file(out)
+            return s and s:find("\n")
+        end, ms or 30000)
+        local bytes, sha = read_file(out):match("^(%d+) (%x+)")
+        os.remove(out)
+        return tonumber(bytes), sha
+    end
+end
+
+local function rss()
+    return process.memoryUsage().rss
+end
+
+describe_node("socket -> file natively", function()
+    local big, big_sha
+    setup(function()
+        big = make_file(tmp_path("big"), 32)
+        big_sha = sha256(assert(fs.readFile(big)))
+    end)
+    teardown(function()
+        os.remove(big)
+        reap()
+    end)
+
+    it("writes 32 MB into a WriteStream with no Lua call per chunk", function()
+        testing.timeout(60000)
+        local out = tmp_path("out")
+        local sock, ws, stop, calls, native
+        local closed = loop.continuation("close")
+        local ended = 0
+        local server = net.createServer(function(s)
+            sock = s
+            ws = fs.createWriteStream(out)
+            s:on("end", function() ended = ended + 1 end)
+            ws:on("finish", function() calls = stop() end)
+            ws:on("close", closed)
+            ws:on("ready", function()
+                stop = count_calls()
+                s:pipe(ws)
+                native = s._nfile ~= false
+            end)
+        end)
+        local _, port = nh.listen(server)
+        peer("send", "tcp", port, big)
+        loop.wait(closed)
+        assert.is_true(native)
+        assert.equal(1, ended)
+        -- a pipe by chunks makes tens of thousands of calls for 32 MB
+        assert.is_true(calls < 1500, "Lua calls while receiving: " .. calls)
+        assert.equal(32 * MB, ws.bytesWritten)
+        assert.equal(32 * MB, sock.bytesRead)
+        assert.equal(big_sha, sha256(assert(fs.readFile(out))))
+        os.remove(out)
+        nh.close_server(server)
+    end)
+
+    it("stream.pipeline(socket, ws) calls back once, bytes exact", function()
+        testing.timeout(60000)
+        local out = tmp_path("out-pl")
+        local cbs, got = 0, "unset"
+        local native
+        local server = net.createServer(function(s)
+            local ws = fs.createWriteStream(out)
+            ws:on("ready", function()
+                stream.pipeline(s, ws, function(err)
+                    cbs = cbs + 1
+                    got = err
+                end)
+                native = s._nfile ~= false
+            end)
+        end)
+        local _, port = nh.listen(server)
+        peer("send", "tcp", port, big)
+        testing.wait_until(function() return cbs > 0 end, 30000)
+        loop.sleep(50)
+        assert.is_true(native)
+        assert.equal(1, cbs)
+        assert.is_nil(got)
+        assert.equal(big_sha, sha256(assert(fs.readFile(out))))
+        os.remove(out)
+        nh.close_server(server)
+    end)
+
+    it("a peer reset mid-stream: the socket's error, the pipeline callback once", function()
+        testing.timeout(30000)
+        local out = tmp_path("out-reset")
+        local cbs, got, sock, ws_closed = 0, nil, nil, false
+        local server = net.createServer(function(s)
+            sock = s
+            local ws = fs.createWriteStream(out)
+            ws:on("close", function() ws_closed = true end)
+            ws:on("ready", function()
+                stream.pipeline(s, ws, function(err)
+                    cbs = cbs + 1
+                    got = err
+                end)
+            end)
+        end)
+        local _, port = nh.listen(server)
+        peer("send", "tcp", port, "gen:64", "", 4 * MB)
+        testing.wait_until(function() return cbs > 0 and ws_closed end, 20000)
+        loop.sleep(100)
+        assert.equal(1, cbs)
+        assert.truthy(got, "the pipeline failed")
+        assert.equal("ECONNRESET", got.code)
+        assert.is_true(sock.destroyed)
+        nh.close_server(server)
+        os.remove(out)
+    end)
+
+    it("takes the Lua pipe when the socket has a data listener", function()
+        testing.timeout(30000)
+        local out = tmp_path("out-lua")
+        local chunks, native, closed = 0, nil, false
+        local server = net.createServer(function(s)
+            local ws = fs.createWriteStream(out)
+            ws:on("close", function() closed = true end)
+            ws:on("ready", function()
+                s:on("data", function() chunks = chunks + 1 end)
+                s:pipe(ws)
+                native = s._nfile ~= false
+            end)
+        end)
+        local _, port = nh.listen(server)
+        peer("send", "tcp", port, big)
+        testing.wait_until(function() return closed end, 30000)
+        assert.is_false(native)
+        assert.is_true(chunks > 10)
+        assert.equal(big_sha, sha256(assert(fs.readFile(out))))
+        os.remove(out)
+        nh.close_server(server)
+    end)
+end)
+
+describe_tls("socket <-> TLS natively", function()
+    local c, big, big_sha
+    setup(function()
+        c = certs.make()
+        big = make_file(tmp_path("tbig"), 32)
+        big_sha = sha256(assert(fs.readFile(big)))
+    end)
+    teardown(function()
+        certs.remove(c)
+        os.remove(big)
+        reap()
+    end)
+
+    -- A proxy in luvd from a `from` server to a `to` connection; pipe(a, b)
+    -- is called with both ends ready, and returns what the spec checks.
+    local function proxy(from, to, to_port, on_pair)
+        local function connect_out(cb)
+            if to == "tls" then
+                local o
+                o = tls.connect({ host = "127.0.0.1", port = to_port, caFile = c.ca.certFile,
+                                  servername = "localhost" }, function() cb(o) end)
+                return o
+            end
+            local o
+            o = net.connect(to_port, "127.0.0.1", function() cb(o) end)
+            return o
+        end
+        local function on_in(s)
+            s:pause()
+            connect_out(function(o) on_pair(s, o) end)
+        end
+        local server
+        if from == "tls" then
+            server = tls.createServer({ key = c.server.key, cert = c.server.cert }, on_in)
+        else
+            server = net.createServer(on_in)
+        end
+        return server
+    end
+
+    local function through(from, to)
+        testing.timeout(60000)
+        local to_port, result = sink(to, "sink-" .. from .. to,
+            c.server.keyFile, c.server.certFile)
+        local native, stop, cbs, got, calls = nil, nil, 0, "unset", nil
+        local done = loop.continuation("pipeline")
+        local server = proxy(from, to, to_port, function(a, b)
+            stop = count_calls()
+            stream.pipeline(a, b, function(err)
+                calls = calls or stop()
+                cbs = cbs + 1
+                got = err
+                if cbs == 1 then done() end
+            end)
+            native = a._npipe ~= false
+        end)
+        local _, port = nh.listen(server)
+        peer("send", from, port, big, c.ca.certFile)
+        loop.wait(done) -- no polling while the hook counts
+        local bytes, sha = result()
+        loop.sleep(20)
+        assert.is_true(native, "the native pipe was not taken")
+        assert.equal(1, cbs)
+        assert.is_nil(got)
+        assert.equal(32 * MB, bytes)
+        assert.equal(big_sha, sha)
+        -- the set-up and the end; 512 chunks through Lua would make thousands
+        assert.is_true(calls < 1000, "Lua calls while proxying: " .. calls)
+        nh.close_server(server)
+    end
+
+    it("TCP -> TLS: 32 MB byte-exact, no Lua call per chunk", function()
+        through("tcp", "tls")
+    end)
+
+    it("TLS -> TCP (terminating proxy): 32 MB byte-exact, no Lua call per chunk", function()
+        through("tls", "tcp")
+    end)
+
+    it("TLS -> TLS: 32 MB byte-exact, no Lua call per chunk", function()
+        through("tls", "tls")
+    end)
+
+    it("readable:pipe(dst) takes the native path for TLS -> TCP and ends dst", function()
+        testing.timeout(30000)
+        local to_port, result = sink("tcp", "sink-pipe")
+        local native
+        local server = proxy("tls", "tcp", to_port, function(a, b)
+            a:pipe(b)
+            native = a._npipe ~= false and a._raw._npipe ~= false
+        end)
+        local _, port = nh.listen(server)
+        peer("send", "tls", port, big, c.ca.certFile)
+        local bytes, sha = result()
+        assert.is_true(native)
+        assert.equal(32 * MB, bytes)
+        assert.equal(big_sha, sha)
+        nh.close_server(server)
+    end)
+
+    it("a slow reader behind TCP -> TLS keeps memory bounded (200 MB through)", function()
+        testing.timeout(180000)
+        local to_port, result = sink("tls", "sink-slow", c.server.keyFile, c.server.certFile, 10)
+        local cbs, got, peak, base = 0, "unset", 0, rss()
+        local server = proxy("tcp", "tls", to_port, function(a, b)
+            stream.pipeline(a, b, function(err)
+                cbs = cbs + 1
+                got = err
+            end)
+            assert.is_true(a._npipe ~= false)
+        end)
+        local _, port = nh.listen(server)
+        local timer = loop.setInterval(function()
+            local r = rss()
+            if r > peak then peak = r end
+        end, 50)
+        peer("send", "tcp", port, "gen:200")
+        local bytes = result(150000)
+        loop.clearInterval(timer)
+        testing.wait_until(function() return cbs > 0 end, 10000)
+        assert.equal(1, cbs)
+        assert.is_nil(got)
+        assert.equal(200 * MB, bytes)
+        assert.is_true(peak - base < 100 * MB,
+            ("RSS grew %.1f MB"):format((peak - base) / MB))
+        nh.close_server(server)
+    end)
+
+    it("the TLS client resets mid-stream: the TLS socket's error, the callback once", function()
+        testing.timeout(30000)
+        local to_port = sink("tcp", "sink-reset1")
+        local cbs, got, a_ = 0, nil, nil
+        local server = proxy("tls", "tcp", to_port, function(a, b)
+            a_ = a
+            stream.pipeline(a, b, function(err)
+                cbs = cbs + 1
+                got = err
+            end)
+        end)
+        local _, port = nh.listen(server)
+        peer("send", "tls", port, "gen:64", c.ca.certFile, 4 * MB)
+        testing.wait_until(function() return cbs > 0 end, 20000)
+        loop.sleep(100)
+        assert.equal(1, cbs)
+        assert.truthy(got)
+        assert.equal("ECONNRESET", got.code)
+        assert.is_true(a_.destroyed)
+        nh.close_server(server)
+    end)
+
+    it("the backend resets mid-stream: the TCP socket's error, the callback once", function()
+        testing.timeout(30000)
+        local to_port = sink("tcp", "sink-reset2", "", "", 0, 2 * MB)
+        local cbs, got, b_ = 0, nil, nil
+        local server = proxy("tls", "tcp", to_port, function(a, b)
+            b_ = b
+            stream.pipeline(a, b, function(err)
+                cbs = cbs + 1
+                got = err
+            end)
+        end)
+        local _, port = nh.listen(server)
+        peer("send", "tls", port, "gen:64", c.ca.certFile)
+        testing.wait_until(function() return cbs > 0 end, 20000)
+        loop.sleep(100)
+        assert.equal(1, cbs)
+        assert.truthy(got)
+        assert.truthy(got.code == "ECONNRESET" or got.code == "EPIPE", got.code)
+        assert.is_true(b_.destroyed)
+        nh.close_server(server)
+    end)
+
+    it("takes the Lua pipe when the TLS socket has a data listener", function()
+        testing.timeout(30000)
+        local to_port, result = sink("tcp", "sink-lua")
+        local native, chunks = nil, 0
+        local server = proxy("tls", "tcp", to_port, function(a, b)
+            a:on("data", function() chunks = chunks + 1 end)
+            a:pipe(b)
+            native = a._npipe ~= false
+        end)
+        local _, port = nh.listen(server)
+        peer("send", "tls", port, big, c.ca.certFile)
+        local bytes, sha = result()
+        assert.is_false(native)
+        assert.is_true(chunks > 10)
+        assert.equal(32 * MB, bytes)
+        assert.equal(big_sha, sha)
+        nh.close_server(server)
+    end)
+end)
