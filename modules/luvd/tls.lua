@@ -432,6 +432,7 @@ function TLSSocket:initialize(socket, opts)
     self._sniPending = false
     self._nfile = false        -- C reads the tcp socket into a file (pipe)
     self._npipe = false        -- the native pipe reading it (luvd.net)
+    self._pushing = false      -- "secure" listeners run, plaintext not pushed yet
     self.encrypted = true
     self.authorized = false
     self.authorizationError = nil
@@ -682,7 +683,13 @@ cycle = function(self, chunk)
         -- the plaintext first, before a callback can reuse the buffer
         local plain = ffi_string(t.plain_base, t.plain_len)
         if ev ~= 0 then
-            if band(ev, SECURE) ~= 0 and not on_secure(self) then return end
+            if band(ev, SECURE) ~= 0 then
+                -- the listeners run before this plaintext is pushed (see pipe)
+                self._pushing = true
+                local ok = on_secure(self)
+                self._pushing = false
+                if not ok then return end
+            end
             if band(ev, SESSION) ~= 0 then self:emit("session", self._conn:get_session()) end
         end
         if not self:push(plain) and not self._rawPaused then
@@ -1098,7 +1105,18 @@ function TLSSocket:pause()
     return Duplex.pause(self)
 end
 
+local function pipe_later(self, dst, opts)
+    if self.destroyed then return Duplex.pipe(self, dst, opts) end
+    return self:pipe(dst, opts)
+end
+
 function TLSSocket:pipe(dst, opts)
+    if self._pushing then
+        -- piped from a "secure" listener with plaintext that came with the
+        -- handshake's end: C could not see it, so decide once it is pushed
+        next_tick(pipe_later, self, dst, opts)
+        return dst
+    end
     local nfile = self._nfile
     if nfile then nfile:stop() end -- a second destination: the Lua pipe for both
     if not nfile and (net._nativePipe(self, dst, opts) or tls._nativePipe(self, dst, opts)) then
