@@ -9,88 +9,19 @@ local fs = require "luvd.fs"
 local net = require "luvd.net"
 local tls = require "luvd.tls"
 local stream = require "luvd.stream"
-local crypto = require "luvd.crypto"
 local loop = require "luvd.loop"
 local testing = require "luvd.testing"
-local helper = require "spec.helper"
 local certs = require "spec.support.tls_certs"
 local nh = require "spec.support.net_helper"
+local sp = require "spec.support.stream_peers"
 
-local have_node = os.execute("command -v node >/dev/null 2>&1") == 0
-local describe_node = have_node and describe or pending
-local describe_tls = (have_node and certs.available()) and describe or pending
+local describe_node = sp.have_node and describe or pending
+local describe_tls = (sp.have_node and certs.available()) and describe or pending
 
-local MB = 1024 * 1024
-local tmp = os.getenv("TMPDIR") or "/tmp"
-local function tmp_path(name) return ("%s/luvd-sockpipe-%d-%s"):format(tmp, process.pid, name) end
-local PEER = "spec/support/stream_peer.js"
-
-local function make_file(path, mb)
-    local f = assert(io.open(path, "wb"))
-    local lines = {}
-    for i = 0, mb - 1 do
-        for j = 1, MB / 16 do lines[j] = ("%015d\n"):format(i * (MB / 16) + j) end
-        f:write(table.concat(lines))
-    end
-    f:close()
-    return path
-end
-
-local function sha256(s) return crypto.createHash("sha256"):update(s):digest("hex") end
-
-local function count_calls()
-    local n = 0
-    debug.sethook(function() n = n + 1 end, "c")
-    return function()
-        debug.sethook()
-        return n
-    end
-end
-
-local pids = {}
-
--- node stream_peer.js ... in the background; returns its pid
-local function peer(...)
-    local args = { "node", PEER }
-    for _, a in ipairs({ ... }) do args[#args + 1] = helper.quote(a) end
-    local pid = tonumber((helper.sh(table.concat(args, " ") .. " >/dev/null 2>&1 & echo $!")))
-    assert(pid, "node did not start")
-    pids[#pids + 1] = pid
-    return pid
-end
-
-local function reap()
-    for _, pid in ipairs(pids) do pcall(process.kill, pid, "SIGKILL") end
-    pids = {}
-end
-
-local function read_file(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("*a")
-    f:close()
-    return s
-end
-
--- A Node sink: returns its port and a function that waits for "<bytes> <sha>".
-local function sink(kind, name, ...)
-    local out = tmp_path(name)
-    os.remove(out)
-    os.remove(out .. ".port")
-    peer("sink", kind, out, ...)
-    testing.wait_until(function() return read_file(out .. ".port") end, 10000)
-    local port = tonumber(read_file(out .. ".port"))
-    os.remove(out .. ".port")
-    return port, function(ms)
-        testing.wait_until(function()
-            local s = read_file(out)
-            return s and s:find("\n")
-        end, ms or 30000)
-        local bytes, sha = read_file(out):match("^(%d+) (%x+)")
-        os.remove(out)
-        return tonumber(bytes), sha
-    end
-end
+local MB = sp.MB
+local tmp_path, make_file, sha256, count_calls = sp.tmp_path, sp.make_file, sp.sha256,
+    sp.count_calls
+local peer, reap, sink = sp.peer, sp.reap, sp.sink
 
 local function rss()
     return process.memoryUsage().rss

@@ -904,7 +904,17 @@ function Socket:pipe(dst, opts)
     if net._nativePipe(self, dst, opts) then return dst end
     local tls = package.loaded["luvd.tls"]
     if tls and tls._nativePipe(self, dst, opts) then return dst end
-    if not nfile then file_sink(self, dst) end
+    if not nfile then
+        if file_sink(self, dst) then return Duplex.pipe(self, dst, opts) end
+        -- a zlib stream: wait for its sink (see luvd.zlib, native pipes)
+        local zlib = type(dst) == "table" and dst._znative == false and package.loaded["luvd.zlib"]
+        if zlib and zlib._nativeHead(self, dst, opts) then return dst end
+    end
+    return Duplex.pipe(self, dst, opts)
+end
+
+-- The stream module's pipe, without the native look-ahead (luvd.zlib).
+function Socket:_pipePlain(dst, opts)
     return Duplex.pipe(self, dst, opts)
 end
 

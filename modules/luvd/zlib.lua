@@ -55,7 +55,7 @@ local core = require "luvd.core"
 local loop = require "luvd.loop"
 local stream = require "luvd.stream"
 
-local type, floor, ceil, tostring = type, math.floor, math.ceil, tostring
+local type, floor, ceil, tostring, select = type, math.floor, math.ceil, tostring, select
 local fmt = string.format
 local pool_call, pool_sync = loop.pool_call, loop.pool_sync
 local zlib_run, zlib_crc32 = core.zlib_run, core.zlib_crc32
@@ -288,6 +288,10 @@ end
 -- the same tick (else, on the next tick, it pipes in Lua), and both files
 -- are opened first. Errors land where the Lua path puts them: a read
 -- failure on src, bad compressed data on z, a write failure on the sink.
+-- A connected net.Socket that nobody else reads is a source too
+-- (socket:pipe(gunzip):pipe(file), pipeline(socket, gzip, socket)): C reads
+-- it into the pool jobs' input, a slice at most, and reads no faster than
+-- the jobs and the sink go; what it had buffered goes in first.
 
 local ZP_END, ZP_SRC_ERROR = core.ZP_END, core.ZP_SRC_ERROR
 local ZP_DST_ERROR, ZP_ZLIB_ERROR = core.ZP_DST_ERROR, core.ZP_ZLIB_ERROR
@@ -311,9 +315,15 @@ local function settle(rec, nin, nout)
     if rec.settled then return end
     rec.settled = true
     local src, z, dst = rec.src, rec.z, rec.dst
-    src._zpipe, z._znative = false, true
-    src.bytesRead, src._left = src.bytesRead + nin, src._left - nin
-    if src.pos then src.pos = src.pos + nin end
+    if rec.sock then
+        src._nfile = false
+        if src._handle then src.bytesRead = select(2, core.stream_info(src._handle)) end
+    else
+        src._zpipe = false
+        src.bytesRead, src._left = src.bytesRead + nin, src._left - nin
+        if src.pos then src.pos = src.pos + nin end
+    end
+    z._znative = true
     z.bytesWritten = z.bytesWritten + nin
     if rec.file then
         dst._zpipe = false
@@ -323,7 +333,14 @@ local function settle(rec, nin, nout)
     else
         dst.bytesWritten = dst.bytesWritten + nout
     end
-    after_io(src)
+    if not rec.sock then after_io(src) end
+end
+
+-- A socket source is Lua's again: a later resume reads it.
+local function socket_back(src)
+    if src.destroyed or not src._reading then return end
+    src._reading = false -- C stopped it
+    src:push("")
 end
 
 -- rec:stop(): a destroy of any of the three stops the pipe.
@@ -332,16 +349,23 @@ function Native:stop()
     if core.zlib_pipe_stop(self.ud) then
         settle(self, core.zlib_pipe_info(self.ud))
     end
+    if self.sock then
+        self.src._nfile = false
+        socket_back(self.src)
+    end
 end
 
 local function native_done(rec, kind, status, what, nin, nout)
     settle(rec, nin, nout)
     local src, z, dst = rec.src, rec.z, rec.dst
     errors_mod = errors_mod or require "luvd.errors"
+    if rec.sock then src._reading = false end
     if kind == ZP_END then
         if not src.destroyed then src:push(nil) end
     elseif kind == ZP_SRC_ERROR then
-        if not src.destroyed then src:destroy(errors_mod.uv(status, what, src.path or nil)) end
+        local e = errors_mod.uv(status, what, src.path or nil)
+        if rec.sock then e.message = (what or "read") .. " " .. e.code end
+        if not src.destroyed then src:destroy(e) end
     elseif kind == ZP_DST_ERROR then
         if not dst.destroyed then dst:destroy(errors_mod.uv(status, what)) end
     elseif kind == ZP_ZLIB_ERROR then
@@ -356,6 +380,15 @@ local function file_source_ok(src)
     return src.fd and not src._io and not src.destroyed and not r.ended and not r.decoder
         and r.length == 0 and #r.pipes == 0 and src:listenerCount("data") == 0
         and type(src._left) == "number"
+end
+
+-- A net.Socket nobody else reads (what it buffered goes in first).
+local function socket_source_ok(src)
+    local r = src._readableState
+    return src._isNetSocket and src._ptr and not src.connecting and not src._npipe
+        and not src._nfile and not src.destroyed and not r.ended and not r.decoder
+        and not r.objectMode and #r.pipes == 0 and src:listenerCount("data") == 0
+        and src:listenerCount("readable") == 0
 end
 
 local function zlib_ok(z)
@@ -394,30 +427,44 @@ end
 local function start(src, sopts, z, dst, dopts)
     local fs = require "luvd.fs"
     -- both files open first
-    if not src.fd and not src.destroyed then
+    if not src._isNetSocket and not src.fd and not src.destroyed then
         return src:once("ready", function() return start(src, sopts, z, dst, dopts) end)
     end
     if fs.WriteStream:isInstance(dst) and not dst.fd and dst.pending and not dst.destroyed then
         return dst:once("ready", function() return start(src, sopts, z, dst, dopts) end)
     end
-    local kind = file_source_ok(src) and zlib_ok(z) and sink_kind(dst)
+    local sock = src._isNetSocket == true
+    local kind = (sock and socket_source_ok(src) or not sock and file_source_ok(src))
+        and zlib_ok(z) and sink_kind(dst)
     if not kind then return pipe_in_lua(src, sopts, z, dst, dopts) end
     local rec = setmetatable({ src = src, z = z, dst = dst, ud = false, settled = false,
-                               file = kind == "file" }, Native)
-    local count = src._left == math.huge and -1 or src._left
+                               file = kind == "file", sock = sock }, Native)
     local sink, pos = dst._handle, -1
     if kind == "file" then sink, pos = dst.fd, dst.pos or -1 end
     local hwm = dst.writableHighWaterMark or 16384
     if hwm < 262144 then hwm = 262144 end
-    local ud = core.zlib_pipe(z._handle, src.fd, src.pos or -1, count, sink, pos, hwm,
-        function(k, status, what, nin, nout)
-            return native_done(rec, k, status, what, nin, nout)
-        end)
+    local cb = function(k, status, what, nin, nout)
+        return native_done(rec, k, status, what, nin, nout)
+    end
+    local ud
+    if sock then
+        local r = src._readableState
+        local first = r.length > 0 and src:read() or false
+        ud = core.zlib_pipe(z._handle, src._handle, -1, -1, sink, pos, hwm, cb, first)
+        if not ud and first then src:unshift(first) end
+    else
+        local count = src._left == math.huge and -1 or src._left
+        ud = core.zlib_pipe(z._handle, src.fd, src.pos or -1, count, sink, pos, hwm, cb)
+    end
     if not ud then return pipe_in_lua(src, sopts, z, dst, dopts) end
     rec.ud = ud
-    src._zpipe, src._io, z._znative = rec, true, rec
+    if sock then
+        src._nfile, z._znative = rec, rec
+    else
+        src._zpipe, src._io, z._znative = rec, true, rec
+    end
     if kind == "file" then dst._zpipe, dst._io = rec, true end
-    stream.Readable.pipe(src, z, sopts)
+    if sock then stream.Duplex.pipe(src, z, sopts) else stream.Readable.pipe(src, z, sopts) end
     return Transform.pipe(z, dst, dopts)
 end
 

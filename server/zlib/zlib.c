@@ -902,9 +902,9 @@ static int l_zstream_close(lua_State *L)
     return 0;
 }
 
-/* ---- the native zlib pipe: file -> zlib -> file or stream ------------------
+/* ---- the native zlib pipe: file or stream -> zlib -> file or stream --------
  *
- * zlib_pipe(context, src_fd, src_pos, count, dst, dst_pos, hwm, cb) -> ud
+ * zlib_pipe(context, src, src_pos, count, dst, dst_pos, hwm, cb[, first]) -> ud
  * runs a zlib Transform's context over a file without Lua: a pool job
  * reads the file a slice at a time (pread, or read at the fd's offset when
  * src_pos is -1; count -1: to the end), feeds each slice through the same
@@ -921,7 +921,15 @@ static int l_zstream_close(lua_State *L)
  * zlib_pipe_stop(ud) -> true when it stopped there and then (no callback
  * follows), false when a job or write is still out (ZP_STOPPED follows).
  * While it runs the pipe holds its userdata, the context's and the
- * stream's; the context counts as busy (a close frees it after the job). */
+ * stream's; the context counts as busy (a close frees it after the job).
+ *
+ * src may be a stream (a socket) instead of a descriptor (src_pos and count
+ * are ignored): its reads go to C, into an input buffer of up to a slice
+ * that the next job takes whole (first: bytes Lua had buffered, the first
+ * input); reading stops while the buffer is full and goes on when a job
+ * took it, so a slow sink holds the socket back. Its end is the input's
+ * end (Z_FINISH). The stream goes back to Lua (not reading) at the report
+ * or at zlib_pipe_stop; a close of the stream stops nothing by itself. */
 
 #define ZPIPE_MT       "luvd.zlib.pipe"
 #define ZPIPE_SLICE    ((size_t)256 << 10)
@@ -941,6 +949,12 @@ struct zpipe_s {
     uv_work_t req;
     luvd_runtime_t *rt;
     zctx_t *c;
+    luvd_stream_t *src;  /* a stream source, NULL: the file src_fd */
+    unsigned char *ibuf; /* its reads waiting for the next job */
+    size_t ilen, icap;
+    int src_eof;    /* the stream ended: the next job finishes */
+    int src_paused; /* reading stopped: ibuf is full */
+    int src_ref;
     int src_fd, dst_fd;
     int64_t src_pos, dst_pos, left;
     luvd_stream_t *dst; /* NULL: the file dst_fd */
@@ -958,8 +972,27 @@ struct zpipe_s {
 
 static void zpipe_unref(zpipe_t *p)
 {
-    if (--p->refs == 0)
+    if (--p->refs == 0) {
+        free(p->ibuf);
         free(p);
+    }
+}
+
+static int zpipe_src_usable(luvd_stream_t *s)
+{
+    return (s->flags & (LUVD_SF_INIT | LUVD_SF_CLOSING)) == LUVD_SF_INIT;
+}
+
+/* The stream source goes back to Lua, not reading. */
+static void zpipe_src_detach(zpipe_t *p)
+{
+    luvd_stream_t *s = p->src;
+    if (!s || s->sink_data != p)
+        return;
+    s->sink = NULL;
+    s->sink_data = NULL;
+    if (zpipe_src_usable(s))
+        s->ops->read_stop(s);
 }
 
 static void zpipe_fail(zpipe_t *p, int kind, int status, const char *what)
@@ -1012,6 +1045,18 @@ static void zpipe_work(uv_work_t *req)
     zctx_t *c = p->c;
     int64_t budget = ZPIPE_FILE_JOB;
     c->out_len = 0;
+    if (p->src) { /* the loop thread filled c->in and chose the flush */
+        zctx_work(&c->w);
+        if (c->dead) {
+            zpipe_fail(p, ZP_ZLIB_ERROR, c->zerr, c->message);
+            return;
+        }
+        if (c->flush == Z_FINISH)
+            p->finished = 1;
+        if (!p->dst)
+            zpipe_write_file(p);
+        return;
+    }
     while (budget > 0 && !p->finished && !p->kind) {
         size_t want = ZPIPE_SLICE;
         ssize_t n = 0;
@@ -1070,6 +1115,7 @@ static void zpipe_report(zpipe_t *p)
         return;
     p->reported = 1;
     p->cb_ref = LUA_NOREF;
+    zpipe_src_detach(p);
     if (p->c) {
         p->c->busy = 0;
         if (p->c->closed)
@@ -1081,7 +1127,8 @@ static void zpipe_report(zpipe_t *p)
     luaL_unref(L, LUA_REGISTRYINDEX, p->self_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, p->ctx_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, p->dst_ref);
-    p->self_ref = p->ctx_ref = p->dst_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, p->src_ref);
+    p->self_ref = p->ctx_ref = p->dst_ref = p->src_ref = LUA_NOREF;
     if (p->detached) {
         luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
         return;
@@ -1102,6 +1149,76 @@ static void zpipe_report(zpipe_t *p)
 }
 
 static void zpipe_after(uv_work_t *req, int status);
+static void zpipe_next(zpipe_t *p);
+
+/* A stream source: hands the input read so far to the next job (swapped
+ * with the context's input buffer) and reading goes on; 0 when there is
+ * nothing to do yet. */
+static int zpipe_src_take(zpipe_t *p)
+{
+    zctx_t *c = p->c;
+    unsigned char *b;
+    size_t cap;
+    int rc;
+    if (p->ilen == 0 && !p->src_eof)
+        return 0;
+    b = c->in;
+    cap = c->in_cap;
+    c->in = p->ibuf;
+    c->in_cap = p->icap;
+    c->in_len = p->ilen;
+    c->flush = p->src_eof ? Z_FINISH : Z_NO_FLUSH;
+    p->bytes_in += (int64_t)p->ilen;
+    p->ibuf = b;
+    p->icap = cap;
+    p->ilen = 0;
+    if (p->src_paused && !p->src_eof && zpipe_src_usable(p->src)) {
+        p->src_paused = 0;
+        if ((rc = p->src->ops->read_start(p->src)) < 0)
+            zpipe_fail(p, ZP_SRC_ERROR, rc, "read");
+    }
+    return 1;
+}
+
+static void zpipe_src_alloc(luvd_stream_t *s, size_t suggested, uv_buf_t *buf)
+{
+    zpipe_t *p = s->sink_data;
+    size_t want = p->ilen + 65536;
+    (void)suggested;
+    if (p->icap < want) {
+        unsigned char *nb = realloc(p->ibuf, want);
+        if (nb) {
+            p->ibuf = nb;
+            p->icap = want;
+        }
+    }
+    buf->base = (char *)p->ibuf + p->ilen;
+    buf->len = p->icap > p->ilen ? p->icap - p->ilen : 0; /* 0: UV_ENOBUFS */
+}
+
+static void zpipe_src_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    zpipe_t *p = s->sink_data;
+    (void)buf;
+    if (nread > 0) {
+        p->ilen += (size_t)nread;
+        if (p->ilen >= ZPIPE_SLICE && !p->src_paused) {
+            p->src_paused = 1;
+            s->ops->read_stop(s);
+        }
+    } else if (nread == UV_EOF) {
+        p->src_eof = 1;
+    } else if (nread < 0) {
+        zpipe_fail(p, ZP_SRC_ERROR, (int)nread, "read");
+    } else {
+        return;
+    }
+    if (p->kind || p->src_eof)
+        zpipe_src_detach(p);
+    zpipe_next(p);
+}
+
+static const luvd_stream_sink_t zpipe_src_sink = {zpipe_src_alloc, zpipe_src_read};
 
 /* Next step, or the report when nothing is left to wait for. */
 static void zpipe_next(zpipe_t *p)
@@ -1118,6 +1235,8 @@ static void zpipe_next(zpipe_t *p)
     }
     if (p->dst && p->dst->ops->queued(p->dst) >= p->hwm)
         return; /* a write's callback comes back here */
+    if (p->src && zpipe_src_take(p) == 0)
+        return; /* a read comes back here */
     rc = uv_queue_work(&p->rt->loop, &p->req, zpipe_work, zpipe_after);
     if (rc < 0) {
         zpipe_fail(p, ZP_SRC_ERROR, rc, "read");
@@ -1196,7 +1315,8 @@ static void zpipe_after(uv_work_t *req, int status)
 static int l_zlib_pipe(lua_State *L)
 {
     zctx_t **cud = zctx_check(L), *c = *cud;
-    int src_fd = (int)luaL_checkinteger(L, 2);
+    luvd_stream_t *src = lua_type(L, 2) == LUA_TNUMBER ? NULL : luvd__stream_check(L, 2);
+    int src_fd = src ? -1 : (int)luaL_checkinteger(L, 2);
     lua_Number src_pos = luaL_checknumber(L, 3), count = luaL_checknumber(L, 4);
     lua_Number dst_pos = luaL_optnumber(L, 6, -1);
     lua_Integer hwm = luaL_optinteger(L, 7, 65536);
@@ -1208,9 +1328,14 @@ static int l_zlib_pipe(lua_State *L)
         dst_fd = (int)lua_tointeger(L, 5);
     else
         dst = luvd__stream_check(L, 5);
-    if (!c || c->busy || c->dead) {
+    if (!c || c->busy || c->dead || (src && (src->sink || src->pipe_in))) {
         lua_pushnil(L);
         lua_pushinteger(L, UV_EBUSY);
+        return 2;
+    }
+    if (src && !zpipe_src_usable(src)) {
+        lua_pushnil(L);
+        lua_pushinteger(L, UV_EBADF);
         return 2;
     }
     ud = lua_newuserdata(L, sizeof *ud);
@@ -1231,6 +1356,7 @@ static int l_zlib_pipe(lua_State *L)
     p->dst_fd = dst_fd;
     p->dst_pos = dst_pos < 0 ? -1 : (int64_t)dst_pos;
     p->hwm = hwm > 0 ? (size_t)hwm : 65536;
+    p->src_ref = LUA_NOREF;
     c->busy = 1;
     lua_pushvalue(L, 8);
     p->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -1240,6 +1366,27 @@ static int l_zlib_pipe(lua_State *L)
     p->dst_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, -1);
     p->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (src) {
+        size_t len = 0;
+        const char *first = lua_type(L, 9) == LUA_TSTRING ? lua_tolstring(L, 9, &len) : NULL;
+        int rc;
+        p->src = src;
+        lua_pushvalue(L, 2);
+        p->src_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        if (len) {
+            if (!(p->ibuf = malloc(len + 65536)))
+                return luaL_error(L, "zlib: out of memory");
+            memcpy(p->ibuf, first, len);
+            p->ilen = len;
+            p->icap = len + 65536;
+        }
+        src->sink = &zpipe_src_sink;
+        src->sink_data = p;
+        if ((rc = src->ops->read_start(src)) < 0)
+            zpipe_fail(p, ZP_SRC_ERROR, rc, "read");
+        if (!len && !p->kind)
+            return 1; /* the first read starts the first job */
+    }
     /* the first job: zpipe_next reports nothing here, it only queues */
     zpipe_next(p);
     if (!p->busy) {
@@ -1262,6 +1409,7 @@ static int l_zlib_pipe_stop(lua_State *L)
         return 1;
     }
     p->stop = 1;
+    zpipe_src_detach(p); /* the stream is Lua's again at once */
     if (!p->busy && p->inflight == 0) {
         p->detached = 1;
         zpipe_report(p);
@@ -1290,6 +1438,7 @@ static int zpipe_gc(lua_State *L)
     if (!p->reported) { /* only at lua_close: the job frees it */
         p->detached = 1;
         p->stop = 1;
+        zpipe_src_detach(p);
     }
     zpipe_unref(p);
     return 0;
