@@ -70,6 +70,32 @@ describe_node("socket -> file natively", function()
         nh.close_server(server)
     end)
 
+    it("a WriteStream still opening: the pipe waits for it and goes native", function()
+        testing.timeout(60000)
+        local out = tmp_path("out-pending")
+        local closed = loop.continuation("close")
+        local sock, ws, waiting, native
+        local server = net.createServer(function(s)
+            sock = s
+            ws = fs.createWriteStream(out)
+            ws:on("close", closed)
+            s:pipe(ws)
+            waiting = ws.pending and s._nfile ~= false
+            ws:on("ready", function() loop.next_tick(function()
+                native = s._nfile ~= false and ws._zpipe ~= false
+            end) end)
+        end)
+        local _, port = nh.listen(server)
+        peer("send", "tcp", port, big)
+        loop.wait(closed)
+        assert.is_true(waiting)
+        assert.is_true(native)
+        assert.equal(32 * MB, sock.bytesRead)
+        assert.equal(big_sha, sha256(assert(fs.readFile(out))))
+        os.remove(out)
+        nh.close_server(server)
+    end)
+
     it("stream.pipeline(socket, ws) calls back once, bytes exact", function()
         testing.timeout(60000)
         local out = tmp_path("out-pl")

@@ -896,7 +896,7 @@ function net._nativePipe(src, dst, opts)
     return dst
 end
 
-local file_sink -- below
+local file_sink, file_sink_later -- below
 
 function Socket:pipe(dst, opts)
     local nfile = self._nfile
@@ -906,6 +906,7 @@ function Socket:pipe(dst, opts)
     if tls and tls._nativePipe(self, dst, opts) then return dst end
     if not nfile then
         if file_sink(self, dst) then return Duplex.pipe(self, dst, opts) end
+        if file_sink_later(self, dst, opts) then return dst end
         -- a zlib stream: wait for its sink (see luvd.zlib, native pipes)
         local zlib = type(dst) == "table" and dst._znative == false and package.loaded["luvd.zlib"]
         if zlib and zlib._nativeHead(self, dst, opts) then return dst end
@@ -1009,14 +1010,16 @@ function net._fileSinkOk(dst)
         and not w.ending and w.length == 0 and w.corked == 0 and not w.errored and true or false
 end
 
-file_sink = function(self, dst)
-    if not net._fileSinkOk(dst) then return false end
+local function file_source_ok(self)
     local r = self._readableState
-    if not self._ptr or self.connecting or self._npipe or self.destroyed or r.ended
-        or r.decoder or r.objectMode or #r.pipes > 0
-        or self:listenerCount("data") > 0 or self:listenerCount("readable") > 0 then
-        return false
-    end
+    return self._ptr and not self.connecting and not self._npipe and not self.destroyed
+        and not r.ended and not r.decoder and not r.objectMode and #r.pipes == 0
+        and self:listenerCount("data") == 0 and self:listenerCount("readable") == 0
+end
+
+file_sink = function(self, dst)
+    if not net._fileSinkOk(dst) or not file_source_ok(self) then return false end
+    local r = self._readableState
     local rec = setmetatable({ src = self, dst = dst, ud = false, settled = false }, FileSink)
     local buffered = r.length > 0 and self:read() or false
     local ud = core.stream_to_file(self._handle, dst.fd, dst.pos or -1, 1048576,
@@ -1029,6 +1032,43 @@ file_sink = function(self, dst)
     end
     rec.ud = ud
     self._nfile, dst._zpipe, dst._io = rec, rec, true
+    return true
+end
+
+-- A WriteStream still opening: the pipe waits for its "ready" (the socket
+-- buffers up to its highWaterMark meanwhile), then goes native or Lua's way.
+local Pending = {}
+Pending.__index = Pending
+
+local function pending_go(rec)
+    if rec.done then return end
+    rec.done = true
+    local src, dst = rec.src, rec.dst
+    src._nfile = false
+    if not src.destroyed then
+        file_sink(src, dst)
+        Duplex.pipe(src, dst, rec.opts or nil)
+    end
+end
+
+-- a second pipe or a destroy: the first destination takes the Lua pipe
+Pending.stop = pending_go
+
+file_sink_later = function(self, dst, opts)
+    local fs = package.loaded["luvd.fs"]
+    if not fs or type(dst) ~= "table" or not fs.WriteStream:isInstance(dst) or dst.fd
+        or not dst.pending or dst.destroyed or not file_source_ok(self) then
+        return false
+    end
+    local rec = setmetatable({ src = self, dst = dst, opts = opts or false, done = false },
+        Pending)
+    self._nfile = rec
+    dst:once("ready", function() return pending_go(rec) end)
+    dst:once("close", function() -- it failed to open: nothing to pipe into
+        if rec.done then return end
+        rec.done = true
+        if self._nfile == rec then self._nfile = false end
+    end)
     return true
 end
 
