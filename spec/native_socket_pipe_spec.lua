@@ -5,6 +5,7 @@
 -- (spec/support/stream_peer.js), so every Lua call a debug hook counts while
 -- the bytes flow is luvd's own: by chunks it would be thousands, natively it
 -- is the set-up and the end.
+local core = require "luvd.core"
 local fs = require "luvd.fs"
 local net = require "luvd.net"
 local tls = require "luvd.tls"
@@ -150,6 +151,109 @@ describe_node("socket -> file natively", function()
         os.remove(out)
     end)
 
+    -- Calls fn(sock) once C has read more than `at` bytes of it.
+    local function when_read(sock, at, fn)
+        local t
+        t = loop.setInterval(function()
+            if not sock._handle then return loop.clearInterval(t) end
+            local _, n = core.stream_info(sock._handle)
+            if n > at then
+                loop.clearInterval(t)
+                fn(sock)
+            end
+        end, 1)
+    end
+
+    it("a pause mid-stream hands the bytes to the Lua pipe; resume ends byte-exact", function()
+        testing.timeout(60000)
+        local out = tmp_path("out-pause")
+        local closed = loop.continuation("close")
+        local paused_native, after = nil, nil
+        local server = net.createServer(function(s)
+            local ws = fs.createWriteStream(out)
+            ws:on("close", closed)
+            ws:on("ready", function()
+                s:pipe(ws)
+                assert.is_true(s._nfile ~= false)
+                when_read(s, 4 * MB, function()
+                    paused_native = s._nfile ~= false
+                    s:pause()
+                    after = s._nfile
+                    loop.setTimeout(function() s:resume() end, 100)
+                end)
+            end)
+        end)
+        local _, port = nh.listen(server)
+        peer("send", "tcp", port, big)
+        loop.wait(closed)
+        assert.is_true(paused_native)
+        assert.is_false(after)
+        assert.equal(big_sha, sha256(assert(fs.readFile(out))))
+        os.remove(out)
+        nh.close_server(server)
+    end)
+
+    it("unpipe mid-stream: the file keeps a prefix, the socket stops", function()
+        testing.timeout(60000)
+        local out = tmp_path("out-unpipe")
+        local closed = loop.continuation("close")
+        local sock, ws, unpiped = nil, nil, 0
+        local server = net.createServer(function(s)
+            sock = s
+            ws = fs.createWriteStream(out)
+            ws:on("close", closed)
+            ws:on("unpipe", function() unpiped = unpiped + 1 end)
+            ws:on("ready", function()
+                s:pipe(ws)
+                when_read(s, 4 * MB, function()
+                    s:unpipe(ws)
+                    loop.setTimeout(function() ws:finish() end, 100)
+                end)
+            end)
+        end)
+        local _, port = nh.listen(server)
+        peer("send", "tcp", port, big)
+        loop.wait(closed)
+        local got = assert(fs.readFile(out))
+        assert.equal(1, unpiped)
+        assert.is_true(#got >= 4 * MB and #got < 32 * MB, "bytes: " .. #got)
+        assert.equal(#got, ws.bytesWritten)
+        assert.equal(sha256(assert(fs.readFile(big)):sub(1, #got)), sha256(got))
+        assert.is_false(sock._nfile)
+        assert.is_true(sock.isPaused and sock:isPaused())
+        sock:destroy()
+        os.remove(out)
+        nh.close_server(server)
+    end)
+
+    it("the socket destroyed mid-stream: the file sink stops, the pipeline calls back once",
+        function()
+            testing.timeout(30000)
+            local out = tmp_path("out-destroy")
+            local cbs, got, ws_ = 0, nil, nil
+            local server = net.createServer(function(s)
+                local ws = fs.createWriteStream(out)
+                ws_ = ws
+                ws:on("ready", function()
+                    stream.pipeline(s, ws, function(err)
+                        cbs = cbs + 1
+                        got = err
+                    end)
+                    when_read(s, 4 * MB, function() s:destroy() end)
+                end)
+            end)
+            local _, port = nh.listen(server)
+            peer("send", "tcp", port, big)
+            testing.wait_until(function() return cbs > 0 and ws_.destroyed end, 20000)
+            loop.sleep(50)
+            assert.equal(1, cbs)
+            assert.truthy(got)
+            assert.equal("ERR_STREAM_PREMATURE_CLOSE", got.code)
+            assert.is_false(ws_.fd)
+            os.remove(out)
+            nh.close_server(server)
+        end)
+
     it("takes the Lua pipe when the socket has a data listener", function()
         testing.timeout(30000)
         local out = tmp_path("out-lua")
@@ -186,6 +290,14 @@ describe_tls("socket <-> TLS natively", function()
         os.remove(big)
         reap()
     end)
+
+    -- bytes written into a TLS socket's tcp socket, by C or Lua
+    local function raw_written(tlssock)
+        local raw = tlssock._raw
+        if not raw._handle then return 0 end
+        local _, _, n = core.stream_info(raw._handle)
+        return n
+    end
 
     -- A proxy in luvd from a `from` server to a `to` connection; pipe(a, b)
     -- is called with both ends ready, and returns what the spec checks.
@@ -271,6 +383,70 @@ describe_tls("socket <-> TLS natively", function()
         assert.is_true(native)
         assert.equal(32 * MB, bytes)
         assert.equal(big_sha, sha)
+        nh.close_server(server)
+    end)
+
+    it("Unix socket -> TLS: 32 MB byte-exact, natively", function()
+        testing.timeout(60000)
+        local to_port, result = sink("tls", "sink-unix", c.server.keyFile, c.server.certFile)
+        local path = tmp_path("unix.sock")
+        os.remove(path)
+        local native, cbs, got = nil, 0, "unset"
+        local server = net.createServer(function(a)
+            a:pause()
+            local b
+            b = tls.connect({ host = "127.0.0.1", port = to_port, caFile = c.ca.certFile,
+                              servername = "localhost" }, function()
+                stream.pipeline(a, b, function(err)
+                    cbs = cbs + 1
+                    got = err
+                end)
+                native = a._npipe ~= false
+            end)
+        end)
+        local k = loop.continuation("listen")
+        server:listen(path, k)
+        loop.wait(k)
+        peer("send", "unix", path, big)
+        local bytes, sha = result()
+        testing.wait_until(function() return cbs > 0 end, 10000)
+        assert.is_true(native)
+        assert.equal(1, cbs)
+        assert.is_nil(got)
+        assert.equal(32 * MB, bytes)
+        assert.equal(big_sha, sha)
+        nh.close_server(server)
+        os.remove(path)
+    end)
+
+    it("TCP -> TLS: unpipe mid-stream stops the bytes, the TLS socket stays usable", function()
+        testing.timeout(60000)
+        local to_port, result = sink("tls", "sink-unpipe", c.server.keyFile, c.server.certFile)
+        local a_, b_, unpiped = nil, nil, 0
+        local server = proxy("tcp", "tls", to_port, function(a, b)
+            a_, b_ = a, b
+            b:on("unpipe", function() unpiped = unpiped + 1 end)
+            a:pipe(b)
+            assert.is_true(a._npipe ~= false)
+            local t
+            t = loop.setInterval(function()
+                if raw_written(b) < 4 * MB then return end
+                loop.clearInterval(t)
+                a:unpipe(b)
+                b:finish("tail") -- written by Lua after the native pipe stopped
+            end, 1)
+        end)
+        local _, port = nh.listen(server)
+        peer("send", "tcp", port, big)
+        local bytes, sha = result()
+        assert.equal(1, unpiped)
+        assert.is_false(a_._npipe)
+        assert.is_true(a_:isPaused())
+        assert.is_true(bytes > 4 * MB and bytes < 32 * MB + 4, "bytes: " .. tostring(bytes))
+        local want = assert(fs.readFile(big)):sub(1, bytes - 4) .. "tail"
+        assert.equal(sha256(want), sha)
+        assert.is_true(b_.writableFinished or b_.destroyed)
+        a_:destroy()
         nh.close_server(server)
     end)
 

@@ -520,7 +520,7 @@ function Socket:_destroy(err, cb)
     self.connecting = false
     self._addrs = false
     clear_timer(self)
-    if self._nfile then self._nfile:stop() end
+    if self._nfile then self._nfile:stop(true) end
     if self._npipe then native_unpipe(self._npipe, self) end
     if self._npipe_out then native_unpipe(self._npipe_out, self) end
     local pcb = self._pcb
@@ -922,10 +922,15 @@ end
 -- unpipe([dst]) stops a native pipe too.
 function Socket:unpipe(dst)
     local rec = self._npipe
-    if rec and (dst == nil or dst == rec.dst) then
+    if rec and (dst == nil or dst == rec.dst or dst == rec.tls) then
         native_unpipe(rec, nil)
-        rec.dst:emit("unpipe", self)
+        local d = rec.tls or rec.dst -- a TLS destination's pipe writes its tcp socket
+        d:emit("unpipe", self)
         return self
+    end
+    local nfile = self._nfile
+    if nfile and nfile.lua_follows and (dst == nil or dst == nfile.dst) then
+        if nfile.cancel then nfile:cancel() else nfile:stop() end
     end
     return Duplex.unpipe(self, dst)
 end
@@ -936,8 +941,12 @@ function Socket:pause()
     local rec = self._npipe
     if rec then
         native_unpipe(rec, nil)
-        Duplex.pipe(self, rec.dst, rec.opts or nil)
+        Duplex.pipe(self, rec.tls or rec.dst, rec.opts or nil)
     end
+    -- a file sink: the Lua pipe beside it takes over (paused); a zlib pipe
+    -- cannot hand its context back and goes on
+    local nfile = self._nfile
+    if nfile and nfile.lua_follows then nfile:stop() end
     return Duplex.pause(self)
 end
 
@@ -953,6 +962,7 @@ end
 
 local FileSink = {}
 FileSink.__index = FileSink
+FileSink.lua_follows = true -- the Lua pipe set up beside it goes on after stop()
 
 local function sink_settle(rec, bytes)
     if rec.settled then return end
@@ -972,15 +982,27 @@ end
 
 -- rec:stop(): a destroy of either side (luvd.fs calls it for the file), or
 -- a second pipe: the socket's reads are Lua's again from here on.
-function FileSink:stop()
-    if self.settled then return end
-    local now, bytes = core.file_sink_stop(self.ud)
-    if now then sink_settle(self, bytes) end
-    local src = self.src
-    src._nfile = false
+-- Lua reads the socket again only once C's last write is done, so that the
+-- Lua pipe's writes into the file come after it.
+local function socket_back(src)
     if not src.destroyed and src._reading then
         src._reading = false -- C stopped it
         src:push("")
+    end
+end
+
+-- stop([drop]): what C read and did not write yet is written first, unless
+-- drop (the socket is being destroyed).
+function FileSink:stop(drop)
+    if self.settled or self.stopping then return end
+    local now, bytes = core.file_sink_stop(self.ud, not drop)
+    local src = self.src
+    src._nfile = false
+    if now then
+        sink_settle(self, bytes)
+        socket_back(src)
+    else
+        self.stopping = true -- PIPE_STOPPED follows
     end
 end
 
@@ -994,6 +1016,8 @@ local function sink_done(rec, kind, status, syscall, bytes)
         if not src.destroyed then src:destroy(errno_error(status, syscall or "read")) end
     elseif kind == PIPE_DST_ERROR then
         if not dst.destroyed then dst:destroy(errors.uv(status, syscall or "write")) end
+    else
+        socket_back(src) -- stopped
     end
 end
 
@@ -1020,7 +1044,8 @@ end
 file_sink = function(self, dst)
     if not net._fileSinkOk(dst) or not file_source_ok(self) then return false end
     local r = self._readableState
-    local rec = setmetatable({ src = self, dst = dst, ud = false, settled = false }, FileSink)
+    local rec = setmetatable({ src = self, dst = dst, ud = false, settled = false,
+                               stopping = false }, FileSink)
     local buffered = r.length > 0 and self:read() or false
     local ud = core.stream_to_file(self._handle, dst.fd, dst.pos or -1, 1048576,
         function(kind, status, syscall, bytes)
@@ -1040,19 +1065,26 @@ end
 local Pending = {}
 Pending.__index = Pending
 
-local function pending_go(rec)
+local function pending_go(rec, native)
     if rec.done then return end
     rec.done = true
     local src, dst = rec.src, rec.dst
     src._nfile = false
     if not src.destroyed then
-        file_sink(src, dst)
+        if native then file_sink(src, dst) end
         Duplex.pipe(src, dst, rec.opts or nil)
     end
 end
 
--- a second pipe or a destroy: the first destination takes the Lua pipe
-Pending.stop = pending_go
+-- a second pipe, a pause or a destroy: the destination takes the Lua pipe
+function Pending:stop() return pending_go(self, false) end
+Pending.lua_follows = true
+
+-- unpipe: no pipe at all
+function Pending:cancel()
+    self.done = true
+    if self.src._nfile == self then self.src._nfile = false end
+end
 
 file_sink_later = function(self, dst, opts)
     local fs = package.loaded["luvd.fs"]
@@ -1063,12 +1095,8 @@ file_sink_later = function(self, dst, opts)
     local rec = setmetatable({ src = self, dst = dst, opts = opts or false, done = false },
         Pending)
     self._nfile = rec
-    dst:once("ready", function() return pending_go(rec) end)
-    dst:once("close", function() -- it failed to open: nothing to pipe into
-        if rec.done then return end
-        rec.done = true
-        if self._nfile == rec then self._nfile = false end
-    end)
+    dst:once("ready", function() return pending_go(rec, true) end)
+    dst:once("close", function() return rec:cancel() end) -- it failed to open
     return true
 end
 

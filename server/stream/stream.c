@@ -1517,6 +1517,7 @@ enum {
     FK_PAUSED = 1 << 3,
     FK_STOP = 1 << 4,
     FK_STARTING = 1 << 5, /* inside stream_to_file: a failure is its result */
+    FK_DRAIN = 1 << 6,    /* stopping: what was read is written first */
 };
 
 #define FSINK_MT "luvd.fsink"
@@ -1661,7 +1662,7 @@ static void fsink_next(luvd_fsink_t *f)
     int rc;
     if (f->flags & (FK_BUSY | FK_DONE))
         return;
-    if (f->kind || (f->flags & FK_STOP)) {
+    if (f->kind || ((f->flags & FK_STOP) && !((f->flags & FK_DRAIN) && f->head))) {
         if (!f->kind)
             f->kind = FK_STOPPED;
         if (f->rt->L)
@@ -1890,7 +1891,9 @@ static int l_stream_to_file(lua_State *L)
     return 1;
 }
 
-/* file_sink_stop(sink) -> stopped now (true: no callback), bytes written */
+/* file_sink_stop(sink[, drain]) -> stopped now (true: no callback), bytes
+ * written. src is Lua's again at once; drain: the chunks read and not yet
+ * written are written first (FK_STOPPED follows them), else dropped. */
 static int l_file_sink_stop(lua_State *L)
 {
     luvd_fsink_t *f = fsink_check(L, 1);
@@ -1898,6 +1901,11 @@ static int l_file_sink_stop(lua_State *L)
     if (!(f->flags & FK_DONE)) {
         f->flags |= FK_STOP;
         fsink_detach(f);
+        if (lua_toboolean(L, 2) && f->head) {
+            f->flags |= FK_DRAIN | FK_STARTING;
+            fsink_next(f); /* a write; if it cannot start, the rest is dropped */
+            f->flags &= ~FK_STARTING;
+        }
         if (f->flags & FK_BUSY) {
             now = 0;
         } else {

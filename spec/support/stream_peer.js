@@ -7,7 +7,7 @@
 //       or closes. slowMs > 0: pauses that long after each MiB (a slow
 //       reader). resetAt > 0: resets the connection once that many bytes
 //       came in. gunzip: the bytes and hash are of the gunzipped stream.
-//   node stream_peer.js send <tcp|tls> <port> <file|gen:MB> [ca] [resetAt]
+//   node stream_peer.js send <tcp|tls|unix> <port|path> <file|gen:MB> [ca] [resetAt]
 //       connects, sends the file (or MB MiB made here), ends, and waits for
 //       the close. resetAt > 0: resets the connection after sending that
 //       many bytes instead.
@@ -65,7 +65,7 @@ function sink(out, key, cert, slowMs, resetAt, gunzip) {
 }
 
 function send(port, what, ca, resetAt) {
-    const raw = net.connect({ host: '127.0.0.1', port });
+    const raw = net.connect(kind === 'unix' ? { path: port } : { host: '127.0.0.1', port });
     raw.on('error', () => {});
     const s = kind === 'tls'
         ? tls.connect({ socket: raw, ca: fs.readFileSync(ca), servername: 'localhost' })
@@ -118,7 +118,7 @@ if (mode === 'sink') {
     sink(out, key, cert, Number(slow || 0), Number(reset || 0), gz === 'gunzip');
 } else if (mode === 'send') {
     const [port, what, ca, reset] = process.argv.slice(4);
-    send(Number(port), what, ca, Number(reset || 0));
+    send(kind === 'unix' ? port : Number(port), what, ca, Number(reset || 0));
 } else {
     console.error('usage: stream_peer.js sink|send ...');
     process.exit(2);
