@@ -36,6 +36,7 @@ const server = net.createServer((s) => {
     fs.rmSync(out);
     server.close();
     console.log('check ' + got.toFixed(0));
+    console.log('peak_rss_kb ' + process.resourceUsage().maxRSS);
     console.log((N / dt).toFixed(0));
   });
   s.pipe(ws);

@@ -36,6 +36,7 @@ sink.on('close', () => {
   fs.rmSync(dir, { recursive: true });
   server.close();
   console.log('check ' + got.toFixed(0));
+  console.log('peak_rss_kb ' + process.resourceUsage().maxRSS);
   console.log((N / dt).toFixed(0));
 });
 

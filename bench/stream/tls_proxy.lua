@@ -49,6 +49,8 @@ server = tls.createServer({ key = key, cert = cert, minVersion = "TLSv1.3",
             server:close()
             sh("rm -rf " .. dir)
             print(format("check %.0f", got))
+            local st = io.open("/proc/self/status"):read("*a")
+            print("peak_rss_kb " .. st:match("VmHWM:%s*(%d+)"))
             print(format("%.0f", rate))
         end)
     end)

@@ -706,7 +706,7 @@ struct luvd_npipe_s {
     int tls_ref;
     luvd_tls_t *src_tls; /* decrypts each read of src (a TLS socket's tcp) */
     int src_tls_ref;
-    int end_status; /* NP_END's: UV_EOF, or 0 for a TLS source's close_notify */
+    int end_status; /* NP_END's: 0, or UV_EOF when a TLS source's tcp ended */
 };
 
 /* File sources: enum for flags */
@@ -968,8 +968,7 @@ static void npipe_decrypt(luvd_npipe_t *p, luvd_chunk_t *c, size_t n)
     }
     if (rc == 1 && !(p->flags & (NP_DONE | NP_SRC_END))) {
         p->src->ops->read_stop(p->src);
-        p->end_status = 0;
-        npipe_src_end(p);
+        npipe_src_end(p); /* status 0: close_notify */
     }
 }
 
@@ -998,10 +997,13 @@ static void npipe_sink_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf
     }
     if (c)
         chunk_put(p->ctx, c);
-    if (nread == UV_EOF)
+    if (nread == UV_EOF) {
+        if (p->src_tls)
+            p->end_status = UV_EOF; /* the tcp end, not close_notify */
         npipe_src_end(p);
-    else if (nread < 0)
+    } else if (nread < 0) {
         npipe_finish(p, NP_SRC_ERROR, (int)nread, "read");
+    }
 }
 
 static const luvd_stream_sink_t npipe_sink = {npipe_sink_alloc, npipe_sink_read};
@@ -1378,7 +1380,8 @@ static luvd_npipe_t *npipe_check(lua_State *L, int idx)
  * a secure TLS connection over dst that encrypts every chunk (first too);
  * src_tls: a secure TLS connection over a stream src that decrypts every
  * read (first is plaintext already). cb(kind, status, syscall): NP_END's
- * status is UV_EOF when src ended, 0 when src_tls got close_notify. */
+ * status is 0, or UV_EOF when a src_tls source's tcp stream ended (rather
+ * than with close_notify). */
 static int l_pipe(lua_State *L)
 {
     luvd_stream_t *dst = luvd__stream_check(L, 2), *src = NULL;
@@ -1418,7 +1421,6 @@ static int l_pipe(lua_State *L)
     p->refs = 1;
     p->flags = NP_STARTING;
     p->tls_ref = p->src_tls_ref = LUA_NOREF;
-    p->end_status = UV_EOF;
     *ud = p;
     if ((p->tls = luvd__tls_test(L, 6)) != NULL) {
         lua_pushvalue(L, 6);
