@@ -44,5 +44,6 @@ sink.on('close', () => {
   const dt = Number(now() - t0) / 1e9;
   const got = Number(out.split('\n')[1].replace('got ', ''));
   console.log('check ' + got.toFixed(0));
+  console.log('peak_rss_kb ' + process.resourceUsage().maxRSS);
   console.log((N / dt).toFixed(0));
 });
