@@ -386,6 +386,81 @@ describe_tls("socket <-> TLS natively", function()
         nh.close_server(server)
     end)
 
+    -- The usual proxy: pipeline(a, b) at once, b still connecting.
+    local function at_once(from, to)
+        testing.timeout(60000)
+        local to_port, result = sink(to, "sink-now-" .. from .. to,
+            c.server.keyFile, c.server.certFile)
+        local waited, native, cbs, got = nil, nil, 0, "unset"
+        local function on_in(a)
+            local b
+            if to == "tls" then
+                b = tls.connect({ host = "127.0.0.1", port = to_port, caFile = c.ca.certFile,
+                                  servername = "localhost" })
+            else
+                b = net.connect(to_port, "127.0.0.1")
+            end
+            stream.pipeline(a, b, function(err)
+                cbs = cbs + 1
+                got = err
+            end)
+            waited = a._nwait ~= false
+            b:once(to == "tls" and "secureConnect" or "connect", function()
+                loop.next_tick(function() native = a._npipe ~= false end)
+            end)
+        end
+        local server = from == "tls"
+            and tls.createServer({ key = c.server.key, cert = c.server.cert }, on_in)
+            or net.createServer(on_in)
+        local _, port = nh.listen(server)
+        peer("send", from, port, big, c.ca.certFile)
+        local bytes, sha = result()
+        testing.wait_until(function() return cbs > 0 end, 10000)
+        assert.is_true(waited)
+        assert.is_true(native, "the native pipe was not taken")
+        assert.equal(1, cbs)
+        assert.is_nil(got)
+        assert.equal(32 * MB, bytes)
+        assert.equal(big_sha, sha)
+        nh.close_server(server)
+    end
+
+    it("TLS -> TCP piped before the upstream connects: it waits, then goes native", function()
+        at_once("tls", "tcp")
+    end)
+
+    it("TCP -> TLS piped before the handshake: it waits, then goes native", function()
+        at_once("tcp", "tls")
+    end)
+
+    it("an upstream that refuses: the pipeline calls back once with its error", function()
+        testing.timeout(20000)
+        local port0
+        do
+            local tmp_server = net.createServer()
+            local _, p = nh.listen(tmp_server)
+            port0 = p
+            nh.close_server(tmp_server)
+        end
+        local cbs, got, a_ = 0, nil, nil
+        local server = tls.createServer({ key = c.server.key, cert = c.server.cert }, function(a)
+            a_ = a
+            local b = net.connect(port0, "127.0.0.1")
+            stream.pipeline(a, b, function(err)
+                cbs = cbs + 1
+                got = err
+            end)
+        end)
+        local _, port = nh.listen(server)
+        peer("send", "tls", port, big, c.ca.certFile)
+        testing.wait_until(function() return cbs > 0 end, 10000)
+        loop.sleep(50)
+        assert.equal(1, cbs)
+        assert.equal("ECONNREFUSED", got.code)
+        assert.is_true(a_.destroyed)
+        nh.close_server(server)
+    end)
+
     it("Unix socket -> TLS: 32 MB byte-exact, natively", function()
         testing.timeout(60000)
         local to_port, result = sink("tls", "sink-unix", c.server.keyFile, c.server.certFile)

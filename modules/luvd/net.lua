@@ -53,6 +53,10 @@
 --       it returns dst when it took the pipe over, else nil.
 -- net._pipeFile(path, dst[, {start=, ["end"]=, highWaterMark=}][, cb(err)])
 -- pipes a file into a socket that way and finishes the socket.
+-- Also native: socket -> luvd.tls TLSSocket (encrypted in C), a TLSSocket as
+-- the source (decrypted in C: luvd.tls), socket -> fs.WriteStream (below)
+-- and socket -> zlib stream -> file or socket (luvd.zlib). A destination
+-- still connecting (or in its TLS handshake) makes the choice wait for it.
 
 local ffi = require "ffi"
 local core = require "luvd.core"
@@ -268,6 +272,7 @@ function Socket:initialize(opts)
     self._npipe = false        -- the native pipe reading this socket
     self._npipe_out = false    -- the native pipe writing into it
     self._nfile = false        -- C reads it into a fs.WriteStream (pipe)
+    self._nwait = false        -- a pipe waiting for its destination to connect
     self._addrs = false        -- addresses left to try (a host name)
     self._host = false
     self._port = false
@@ -898,9 +903,57 @@ end
 
 local file_sink, file_sink_later -- below
 
+-- src:pipe(dst) into a socket still connecting or a TLS socket still in its
+-- handshake (a proxy's upstream, piped at once): the choice waits for it,
+-- src not flowing meanwhile (it buffers up to its highWaterMark), then
+-- src:pipe(dst) runs again. An unpipe, a second pipe or a close of dst
+-- before then leaves src unpiped (a second pipe: piped in Lua to both).
+local function wait_ready(dst)
+    if type(dst) ~= "table" or dst.destroyed then return nil end
+    if dst._isNetSocket then return dst.connecting and "connect" or nil end
+    if dst._isTLSSocket and not dst._secured and not dst._closed then
+        return dst._isServer and "secure" or "secureConnect"
+    end
+    return nil
+end
+
+local function wait_go(rec, again)
+    if rec.done then return end
+    rec.done = true
+    local src = rec.src
+    if src._nwait == rec then src._nwait = false end
+    if again and not src.destroyed then src:pipe(rec.dst, rec.opts or nil) end
+end
+
+function net._pipeWhenReady(src, dst, opts)
+    local ev = wait_ready(dst)
+    if not ev or src._nwait or src._npipe or src._nfile then return false end
+    local r = src._readableState
+    if r.flowing or #r.pipes > 0 or src:listenerCount("data") > 0
+        or src:listenerCount("readable") > 0 then
+        return false
+    end
+    local rec = { src = src, dst = dst, opts = opts or false, done = false }
+    src._nwait = rec
+    dst:once(ev, function() return wait_go(rec, true) end)
+    dst:once("close", function() return wait_go(rec, false) end)
+    return true
+end
+
+-- src:unpipe(dst) or a second pipe while waiting: true when it was waiting
+function net._pipeWaitStop(src, dst, second)
+    local rec = src._nwait
+    if not rec or (dst ~= nil and dst ~= rec.dst) then return false end
+    wait_go(rec, false)
+    if second then Duplex.pipe(src, rec.dst, rec.opts or nil) end
+    return true
+end
+
 function Socket:pipe(dst, opts)
+    if self._nwait then net._pipeWaitStop(self, nil, true) end
     local nfile = self._nfile
     if nfile then nfile:stop() end -- a second destination: the Lua pipe for both
+    if net._pipeWhenReady(self, dst, opts) then return dst end
     if net._nativePipe(self, dst, opts) then return dst end
     local tls = package.loaded["luvd.tls"]
     if tls and tls._nativePipe(self, dst, opts) then return dst end
@@ -921,6 +974,7 @@ end
 
 -- unpipe([dst]) stops a native pipe too.
 function Socket:unpipe(dst)
+    if net._pipeWaitStop(self, dst) then return self end
     local rec = self._npipe
     if rec and (dst == nil or dst == rec.dst or dst == rec.tls) then
         native_unpipe(rec, nil)

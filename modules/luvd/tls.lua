@@ -433,6 +433,7 @@ function TLSSocket:initialize(socket, opts)
     self._nfile = false        -- C reads the tcp socket into a file (pipe)
     self._npipe = false        -- the native pipe reading it (luvd.net)
     self._pushing = false      -- "secure" listeners run, plaintext not pushed yet
+    self._nwait = false        -- a pipe waiting for its destination (luvd.net)
     self.encrypted = true
     self.authorized = false
     self.authorizationError = nil
@@ -1085,6 +1086,7 @@ function TLSSocket:_nativeEnd(err, status)
 end
 
 function TLSSocket:unpipe(dst)
+    if net._pipeWaitStop(self, dst) then return self end
     local rec = self._npipe
     if rec and (dst == nil or dst == rec.dst or dst == rec.tls) then
         net._nativeUnpipe(rec, nil)
@@ -1117,8 +1119,10 @@ function TLSSocket:pipe(dst, opts)
         next_tick(pipe_later, self, dst, opts)
         return dst
     end
+    if self._nwait then net._pipeWaitStop(self, nil, true) end
     local nfile = self._nfile
     if nfile then nfile:stop() end -- a second destination: the Lua pipe for both
+    if not nfile and self._secured and net._pipeWhenReady(self, dst, opts) then return dst end
     if not nfile and (net._nativePipe(self, dst, opts) or tls._nativePipe(self, dst, opts)) then
         return dst
     end
