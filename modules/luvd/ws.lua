@@ -61,7 +61,8 @@
 --
 -- Misuse raises naming the function: sending a non-string, sending on a
 -- connection that is not open without a callback (with one: cb(err)), a
--- close code that is not 1000 or 3000-4999, a reason over 123 bytes.
+-- close code outside 1000-1003, 1007-1014 and 3000-4999, a reason over 123
+-- bytes.
 
 local ffi = require "ffi"
 local core = require "luvd.core"
@@ -71,11 +72,11 @@ local EventEmitter = require "luvd.events"
 local crypto = require "luvd.crypto"
 local net = require "luvd.net"
 
-local type, tostring, tonumber, pairs, ipairs, error, rawget, setmetatable =
-    type, tostring, tonumber, pairs, ipairs, error, rawget, setmetatable
+local type, tostring, tonumber, pairs, ipairs, rawget, setmetatable, next =
+    type, tostring, tonumber, pairs, ipairs, rawget, setmetatable, next
 local floor = math.floor
-local char, byte, find, sub, lower, gmatch, match, format =
-    string.char, string.byte, string.find, string.sub, string.lower, string.gmatch,
+local char, find, sub, lower, gmatch, match, format =
+    string.char, string.find, string.sub, string.lower, string.gmatch,
     string.match, string.format
 local concat = table.concat
 local next_tick = loop.next_tick
@@ -471,10 +472,11 @@ end
 
 function WebSocket:close(code, reason)
     if code ~= nil then
-        if type(code) ~= "number" or code ~= floor(code)
-            or not (code == 1000 or (code >= 3000 and code <= 4999)) then
+        if type(code) ~= "number" or code ~= floor(code) or not (
+                (code >= 1000 and code <= 1014 and code ~= 1004 and code ~= 1005
+                    and code ~= 1006) or (code >= 3000 and code <= 4999)) then
             raise("ws:close: invalid close code " .. tostring(code)
-                .. " (1000 or 3000-4999 expected)")
+                .. " (1000-1003, 1007-1014 or 3000-4999 expected)")
         end
     end
     if reason ~= nil then
