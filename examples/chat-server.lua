@@ -24,8 +24,9 @@
 --   - rate limiting per connection: a token bucket of RATE_BURST (20)
 --     messages refilled at RATE_PER_SEC (5) a second; every incoming frame
 --     takes a token, a frame without one is refused;
---   - a heartbeat: every HEARTBEAT_MS (30000) each connection is pinged; one
---     that did not answer the previous ping (a dead peer) is terminated.
+--   - a heartbeat (wss:heartbeat): every HEARTBEAT_MS (30000) each connection
+--     is pinged; one that did not answer the previous ping (a dead peer) is
+--     terminated.
 -- GET / serves examples/public/chat.html, a page that does all of the above
 -- with the browser's WebSocket.
 local http = require "luvd.http"
@@ -97,13 +98,9 @@ end)
 
 local wss = ws.Server:new { server = server, maxPayload = MAX_PAYLOAD }
 
-local alive = setmetatable({}, { __mode = "k" }) -- client -> answered the last ping
-
 wss:on("connection", function(client)
     local current_room, username
     local tokens, last = RATE_BURST, loop.hrtime_ms()
-    alive[client] = true
-    client:on("pong", function() alive[client] = true end)
 
     local function leave()
         local clients = current_room and rooms[current_room]
@@ -170,25 +167,13 @@ wss:on("connection", function(client)
         end
     end)
 
-    client:on("close", function()
-        alive[client] = nil
-        leave()
-    end)
+    client:on("close", leave)
     client:on("error", function() end) -- "close" follows
 end)
 
--- Dead peers: a connection that did not answer the previous ping is dropped.
-local heartbeat = setInterval(function()
-    for client in pairs(alive) do
-        if alive[client] == false then
-            client:terminate()
-        else
-            alive[client] = false
-            client:ping()
-        end
-    end
-end, HEARTBEAT_MS)
-heartbeat:unref()
+-- Dead peers: every HEARTBEAT_MS each client is pinged, and one that sent
+-- no pong since the previous ping is terminated (its "close" leaves the room).
+wss:heartbeat(HEARTBEAT_MS)
 
 server:listen(port, "127.0.0.1", function()
     print(("Chat server running on ws://127.0.0.1:%d (page: http://127.0.0.1:%d/)")

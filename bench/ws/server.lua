@@ -9,7 +9,9 @@ local port = tonumber(arg[1] or 0)
 local deflate = arg[2] == "deflate"
 
 local server = http.createServer(function(_, res) res:finish("ws bench\n") end)
-local wss = ws.Server:new { server = server, perMessageDeflate = deflate, maxPayload = 1048576 }
+-- threshold 0: every message compressed, as server.js asks of Node's ws
+local wss = ws.Server:new { server = server, maxPayload = 1048576,
+    perMessageDeflate = deflate and { threshold = 0 } or false }
 local BINARY = { binary = true }
 
 wss:on("connection", function(client, req)
