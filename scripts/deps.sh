@@ -53,9 +53,13 @@ luvd_ensure_bench_deps() {
 # From the npm registry, into spec/e2e/node_modules (--no-save, never committed),
 # test and bench clients only:
 #   ws@8                 Node's WebSocket library: the peer of luvd.ws in specs and bench/ws
-#   playwright-core@1    drives /usr/bin/chromium (it downloads no browser of its own)
+#   playwright-core@1    drives /usr/bin/chromium (it downloads no browser of its own);
+#                        1.60, the last for Node 18 (Debian 12's nodejs), under Node 18
 LUVD_E2E_PACKAGES=(chromium)
 LUVD_E2E_NPM=(playwright-core@1 ws@8)
+if command -v node >/dev/null && [ "$(node -p 'parseInt(process.versions.node)')" -lt 20 ]; then
+    LUVD_E2E_NPM=(playwright-core@1.60 ws@8)
+fi
 
 # luvd_npm_install PKG@VERSION...: npm-installs into spec/e2e/node_modules
 # those of the packages that are not there yet.
