@@ -520,6 +520,7 @@ local function fed_data(self, chunk)
 end
 
 local function attach_fed(self, sock, head, copts)
+    copts.fed = true
     local ud, id = core.ws_new(self, copts)
     opened(self, ud, id)
     self._sock = sock
@@ -905,7 +906,19 @@ function ws.connect(url, opts, cb)
             self._timer = false
         end
         self._pending = false
-        attach_fed(self, sock, nil, copts)
+        local handle = rawget(sock, "_handle")
+        if scheme == "ws" and handle and sock.writableLength == 0 then
+            -- a plain socket: C takes its stream over (native mode), the
+            -- net.Socket lets go of it
+            core.stream_owner(handle, nil)
+            sock._handle, sock._ptr, sock._reading = false, false, false
+            sock:removeAllListeners()
+            local ud, id = core.ws_new(self, copts)
+            opened(self, ud, id)
+            core.ws_attach(ud, handle, "")
+        else
+            attach_fed(self, sock, nil, copts)
+        end
         if cb then
             local f = cb
             cb = nil

@@ -1118,8 +1118,8 @@ static int l_init(lua_State *L)
     return 0;
 }
 
-/* ws_new(owner, opts) -> ud, id. opts: client, max_payload, hwm, deflate,
- * out_nct, in_nct, out_bits, level, threshold, group (ud or nil). */
+/* ws_new(owner, opts) -> ud, id. opts: client, fed, max_payload, hwm,
+ * deflate, out_nct, in_nct, out_bits, level, threshold, group (ud or nil). */
 static int l_new(lua_State *L)
 {
     ws_t *w;
@@ -1144,7 +1144,10 @@ static int l_new(lua_State *L)
     lua_getfield(L, 2, "in_nct");
     if (lua_toboolean(L, -1))
         w->flags |= WF_IN_NCT;
-    lua_pop(L, 4);
+    lua_getfield(L, 2, "fed");
+    if (lua_toboolean(L, -1))
+        w->flags |= WF_FED;
+    lua_pop(L, 5);
     lua_getfield(L, 2, "max_payload");
     w->max_payload = (uint64_t)luaL_optnumber(L, -1, 100.0 * 1024 * 1024);
     lua_getfield(L, 2, "hwm");
@@ -1218,14 +1221,14 @@ static int l_attach(lua_State *L)
     return 0;
 }
 
-/* ws_feed(ud, bytes): fed mode input */
+/* ws_feed(ud, bytes): fed mode input (or, in native mode, bytes that came
+ * before the stream was attached) */
 static int l_feed(lua_State *L)
 {
     ws_t *w = ws_check(L, 1);
     size_t n;
     const char *d = luaL_checklstring(L, 2, &n);
     uint8_t *copy;
-    w->flags |= WF_FED;
     if (stopped(w) || n == 0)
         return 0;
     if (!(copy = malloc(n)))
