@@ -69,7 +69,8 @@ describe("ws handshake", function()
             .. "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
         assert.equal(400, st)
         st = raw.request(port, "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
-            .. "Connection: Upgrade\r\nSec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            .. "Connection: Upgrade\r\nSec-WebSocket-Key: short\r\n"
+            .. "Sec-WebSocket-Version: 13\r\n\r\n")
         assert.equal(400, st)
         local resp
         st, resp = raw.request(port, "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"

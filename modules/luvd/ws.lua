@@ -293,15 +293,20 @@ core.ws_init(function(owner, ev, a, b)
     owner:_onevent(ev, a, b)
 end)
 
+-- Defaults most connections keep: a connection's table stays at 16 hash
+-- slots (an idle connection's Lua cost is mostly this table).
+WebSocket.protocol = ""
+WebSocket.extensions = ""
+WebSocket.url = false     -- set on clients
+WebSocket._sock = false   -- set on fed connections (TLS, clients)
+WebSocket._pending = false
+
 -- All fields in one place, in one order.
-local function new_conn(server, is_client)
+local function new_conn(server)
     return setmetatable({
         _events = {}, _eventsSeq = 0, _maxListeners = false, _warned = false,
-        readyState = CONNECTING, protocol = "", extensions = "", url = false,
-        _ud = false, _id = false, _server = server or false, _client = is_client or false,
-        _sock = false, _cbs = false, _cbn = 0, _cbh = 1, _closeCode = 1006,
-        _closeReason = "", _timer = false, _alive = true, _hwm = DEFAULT_HWM,
-        _over = false,
+        readyState = CONNECTING, _ud = false, _id = false, _server = server or false,
+        _cbs = false, _closeCode = 1006, _closeReason = "", _timer = false, _alive = true,
     }, WebSocket)
 end
 
@@ -330,7 +335,7 @@ local function finished(self)
     if cbs then
         self._cbs = false
         local err = errors.new("WebSocket closed before the message was sent", "ECANCELED")
-        for i = self._cbh, self._cbn do next_tick(cbs[i], err) end
+        for i = cbs.head, cbs.n do next_tick(cbs[i], err) end
     end
     self:emit("close", self._closeCode, self._closeReason)
     if srv then srv:_maybeClosed() end
@@ -348,11 +353,11 @@ function WebSocket:_onevent(ev, a, b)
     elseif ev == EV_SENT then
         local cbs = self._cbs
         if cbs then
-            local i = self._cbh
+            local i = cbs.head
             local cb = cbs[i]
             cbs[i] = nil
-            self._cbh = i + 1
-            if i >= self._cbn then self._cbs, self._cbn, self._cbh = false, 0, 1 end
+            cbs.head = i + 1
+            if i >= cbs.n then self._cbs = false end
             if cb then
                 if a < 0 then cb(errors.uv(a, "write")) else cb() end
             end
@@ -366,7 +371,6 @@ function WebSocket:_onevent(ev, a, b)
         self._alive = true
         self:emit("pong", a)
     elseif ev == EV_DRAIN then
-        self._over = false
         self:emit("drain")
     elseif ev == EV_CLOSE then
         self._closeCode, self._closeReason = a, b
@@ -409,12 +413,12 @@ end
 local function push_cb(self, cb)
     local cbs = self._cbs
     if not cbs then
-        cbs = {}
-        self._cbs, self._cbh, self._cbn = cbs, 1, 0
+        cbs = { head = 1, n = 0 }
+        self._cbs = cbs
     end
-    local n = self._cbn + 1
+    local n = cbs.n + 1
     cbs[n] = cb
-    self._cbn = n
+    cbs.n = n
 end
 
 -- op: 1 text, 2 binary, 9 ping, 10 pong, 8 close
@@ -434,10 +438,7 @@ local function send(self, fname, data, op, compress, cb)
     if cb then
         if rc % 2 == 1 then push_cb(self, cb) else next_tick(cb) end
     end
-    if rc >= 2 then
-        self._over = true
-        return false
-    end
+    if rc >= 2 then return false end
     return true
 end
 
@@ -519,6 +520,7 @@ local function fed_data(self, chunk)
 end
 
 local function attach_fed(self, sock, head, copts)
+    copts.fed = true
     local ud, id = core.ws_new(self, copts)
     opened(self, ud, id)
     self._sock = sock
@@ -657,8 +659,7 @@ function Server:_take(req, conn, head)
         "HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade",
         "Sec-WebSocket-Accept: " .. accept_key(match(hd["sec-websocket-key"], "[%w+/=]+")),
     }
-    local client = new_conn(self, false)
-    client._hwm = self._hwm
+    local client = new_conn(self)
     local protocols = parse_protocols(hd["sec-websocket-protocol"])
     if #protocols > 0 then
         local p
@@ -799,7 +800,7 @@ local function client_fail(self, err, cb)
     end
     if self._pending then
         self._pending:destroy()
-        self._pending = nil
+        self._pending = false
     end
     if cb then cb(err) end
     if self:listenerCount("error") > 0 then self:emit("error", err) end
@@ -812,7 +813,7 @@ function ws.connect(url, opts, cb)
     if type(url) ~= "string" then raise("ws.connect: url must be a string") end
     local scheme, host, port, path, hostport = parse_url(url)
     if not scheme then raise("ws.connect: invalid WebSocket URL " .. url) end
-    local self = new_conn(nil, true)
+    local self = new_conn(nil)
     self.url = url
     local deflate = deflate_config(opts.perMessageDeflate)
     local key = crypto.encode(crypto.randomBytesSync(16), "base64")
@@ -904,8 +905,20 @@ function ws.connect(url, opts, cb)
             loop.clearTimeout(self._timer)
             self._timer = false
         end
-        self._pending = nil
-        attach_fed(self, sock, nil, copts)
+        self._pending = false
+        local handle = rawget(sock, "_handle")
+        if scheme == "ws" and handle and sock.writableLength == 0 then
+            -- a plain socket: C takes its stream over (native mode), the
+            -- net.Socket lets go of it
+            core.stream_owner(handle, nil)
+            sock._handle, sock._ptr, sock._reading = false, false, false
+            sock:removeAllListeners()
+            local ud, id = core.ws_new(self, copts)
+            opened(self, ud, id)
+            core.ws_attach(ud, handle, "")
+        else
+            attach_fed(self, sock, nil, copts)
+        end
         if cb then
             local f = cb
             cb = nil

@@ -679,7 +679,7 @@ static int inflate_msg(ws_t *w)
     z_stream *z = w->infl;
     size_t cap = w->m_len * 3 + 1024, got = 0;
     char *out, *nb;
-    int rc;
+    int rc, ended = 0;
     static const Bytef tail[4] = {0, 0, 0xff, 0xff};
     if (!z) {
         if (!(z = calloc(1, sizeof *z)))
@@ -694,10 +694,13 @@ static int inflate_msg(ws_t *w)
         cap = (size_t)w->max_payload + 1;
     if (!(out = malloc(cap ? cap : 1)))
         return -2;
-    for (int pass = 0; pass < 2; pass++) {
+    /* pass 0: the payload; pass 1: the 00 00 ff ff tail the sender took
+     * off. A peer may end its stream with a final block (BFINAL): then the
+     * tail is not needed and the next message starts a new stream. */
+    for (int pass = 0; pass < 2 && !ended; pass++) {
         z->next_in = pass ? (Bytef *)tail : (Bytef *)w->m;
         z->avail_in = pass ? 4 : (uInt)w->m_len;
-        while (z->avail_in > 0) {
+        while (z->avail_in > 0 || got == cap) {
             if (got == cap) {
                 if (cap > w->max_payload) {
                     free(out);
@@ -716,17 +719,20 @@ static int inflate_msg(ws_t *w)
             z->avail_out = (uInt)(cap - got);
             rc = inflate(z, Z_SYNC_FLUSH);
             got = cap - z->avail_out;
-            if (rc == Z_STREAM_END && z->avail_in > 0) {
-                free(out);
-                return -1;
+            if (rc == Z_STREAM_END) {
+                if (z->avail_in > 0) {
+                    free(out);
+                    return -1;
+                }
+                ended = 1;
+                inflateReset(z);
+                break;
             }
             if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
                 free(out);
                 return -1;
             }
             if (rc == Z_BUF_ERROR && z->avail_out > 0)
-                break;
-            if (rc == Z_STREAM_END)
                 break;
         }
         if (got > w->max_payload) {
@@ -1112,8 +1118,8 @@ static int l_init(lua_State *L)
     return 0;
 }
 
-/* ws_new(owner, opts) -> ud, id. opts: client, max_payload, hwm, deflate,
- * out_nct, in_nct, out_bits, level, threshold, group (ud or nil). */
+/* ws_new(owner, opts) -> ud, id. opts: client, fed, max_payload, hwm,
+ * deflate, out_nct, in_nct, out_bits, level, threshold, group (ud or nil). */
 static int l_new(lua_State *L)
 {
     ws_t *w;
@@ -1138,7 +1144,10 @@ static int l_new(lua_State *L)
     lua_getfield(L, 2, "in_nct");
     if (lua_toboolean(L, -1))
         w->flags |= WF_IN_NCT;
-    lua_pop(L, 4);
+    lua_getfield(L, 2, "fed");
+    if (lua_toboolean(L, -1))
+        w->flags |= WF_FED;
+    lua_pop(L, 5);
     lua_getfield(L, 2, "max_payload");
     w->max_payload = (uint64_t)luaL_optnumber(L, -1, 100.0 * 1024 * 1024);
     lua_getfield(L, 2, "hwm");
@@ -1212,14 +1221,14 @@ static int l_attach(lua_State *L)
     return 0;
 }
 
-/* ws_feed(ud, bytes): fed mode input */
+/* ws_feed(ud, bytes): fed mode input (or, in native mode, bytes that came
+ * before the stream was attached) */
 static int l_feed(lua_State *L)
 {
     ws_t *w = ws_check(L, 1);
     size_t n;
     const char *d = luaL_checklstring(L, 2, &n);
     uint8_t *copy;
-    w->flags |= WF_FED;
     if (stopped(w) || n == 0)
         return 0;
     if (!(copy = malloc(n)))

@@ -91,9 +91,8 @@ function Conn:send(bytes)
     self.sock:write(bytes)
 end
 
--- Parses one frame from the buffer, or nil.
-function Conn:parse()
-    local b = self.buf
+-- Parses one frame from the start of b: frame, rest; or nil.
+function M.parse_frame(b)
     if #b < 2 then return nil end
     local b0, b1 = byte(b, 1, 2)
     local n, pos = b1 % 128, 3
@@ -116,9 +115,15 @@ function Conn:parse()
     if #b < pos + n - 1 then return nil end
     local payload = sub(b, pos, pos + n - 1)
     if masked then payload = core.ws_mask(payload, key) end
-    self.buf = sub(b, pos + n)
     return { op = b0 % 16, fin = b0 >= 128, rsv1 = floor(b0 / 64) % 2 == 1, payload = payload,
-        masked = masked }
+        masked = masked }, sub(b, pos + n)
+end
+
+-- Parses one frame from the buffer, or nil.
+function Conn:parse()
+    local f, rest = M.parse_frame(self.buf)
+    if f then self.buf = rest end
+    return f
 end
 
 function Conn:read_frame(ms)
