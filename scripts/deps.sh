@@ -81,8 +81,9 @@ luvd_npm_install() {
         "${missing[@]}" >/dev/null
 }
 
-# Node's ws only (bench/ws/run).
+# Node's ws only (bench/ws/run; spec/ws_node_spec.lua when it is missing).
 luvd_ensure_node_ws() {
+    command -v node >/dev/null || return 0
     luvd_npm_install ws@8
 }
 
@@ -95,17 +96,4 @@ luvd_ensure_e2e() {
 luvd_ensure_deps() {
     luvd_install_packages "${LUVD_PACKAGES[@]}"
     command -v node >/dev/null || luvd_install_packages nodejs
-}
-
-# Node's `ws` package (npm), the peer of spec/ws_node_spec.lua, into
-# spec/e2e/node_modules (git-ignored); only when node and npm are there and
-# it is missing. Debian's npm package brings npm when node has none.
-luvd_ensure_node_ws() {
-    local root
-    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-    [ -d "$root/spec/e2e/node_modules/ws" ] && return 0
-    command -v node >/dev/null || return 0
-    command -v npm >/dev/null || luvd_install_packages npm
-    npm install --no-save --no-audit --no-fund --silent --prefix "$root/spec/e2e" ws@8 \
-        >/dev/null 2>&1 || echo "scripts: npm install ws@8 failed (ws_node_spec is skipped)" >&2
 }
