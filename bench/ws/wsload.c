@@ -66,27 +66,36 @@ static char *payload;
 static unsigned char *zbuf;
 static size_t zbuf_cap;
 
-static uint64_t now_ns(void) {
+static uint64_t now_ns(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void die(const char *what, conn *c) {
+static void die(const char *what, conn *c)
+{
     fprintf(stderr, "wsload %s: FAIL: %s (connection %d, errno %s)\n",
-            mode == M_ECHO ? "echo" : mode == M_RECV ? "recv" : mode == M_SEND ? "send" : "idle",
+            mode == M_ECHO   ? "echo"
+            : mode == M_RECV ? "recv"
+            : mode == M_SEND ? "send"
+                             : "idle",
             what, c ? (int)(c - conns) : -1, strerror(errno));
     exit(1);
 }
 
-static void want_out(conn *c, int on) {
-    if (c->wout == on) return;
+static void want_out(conn *c, int on)
+{
+    if (c->wout == on)
+        return;
     c->wout = on;
     struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c};
-    if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) < 0) die("epoll_ctl", c);
+    if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+        die("epoll_ctl", c);
 }
 
-static void flush(conn *c) {
+static void flush(conn *c)
+{
     while (c->out_off < c->out_len) {
         ssize_t n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
         if (n < 0) {
@@ -102,16 +111,20 @@ static void flush(conn *c) {
     want_out(c, 0);
 }
 
-static void queue(conn *c, const void *p, size_t n) {
-    if (c->out_len + n > (size_t)1 << 30) die("output buffer over 1 GiB", c);
+static void queue(conn *c, const void *p, size_t n)
+{
+    if (c->out_len + n > (size_t)1 << 30)
+        die("output buffer over 1 GiB", c);
     c->out = realloc(c->out, c->out_len + n);
-    if (!c->out) die("out of memory", c);
+    if (!c->out)
+        die("out of memory", c);
     memcpy(c->out + c->out_len, p, n);
     c->out_len += n;
 }
 
 /* Queues one masked frame; flushes unless more follow. */
-static void send_frame(conn *c, int opcode, const char *data, size_t n, int more) {
+static void send_frame(conn *c, int opcode, const char *data, size_t n, int more)
+{
     static const unsigned char key[4] = {0x37, 0xfa, 0x21, 0x3d};
     unsigned char h[14];
     size_t hl = 2;
@@ -131,31 +144,40 @@ static void send_frame(conn *c, int opcode, const char *data, size_t n, int more
     queue(c, h, hl);
     size_t at = c->out_len;
     queue(c, data, n);
-    for (size_t i = 0; i < n; i++) c->out[at + i] ^= (char)key[i & 3];
-    if (!more) flush(c);
+    for (size_t i = 0; i < n; i++)
+        c->out[at + i] ^= (char)key[i & 3];
+    if (!more)
+        flush(c);
 }
 
 /* A message with sequence number seq: "seq|xxxx..." of `size` bytes. */
-static void send_seq(conn *c, uint64_t seq) {
+static void send_seq(conn *c, uint64_t seq)
+{
     int n = snprintf(payload, size + 1, "%llu|", (unsigned long long)seq);
-    if ((uint64_t)n < size) memset(payload + n, 'x', size - (size_t)n);
+    if ((uint64_t)n < size)
+        memset(payload + n, 'x', size - (size_t)n);
     send_frame(c, 1, payload, size, 0);
 }
 
 static void start_connect(void);
 
-static void on_message(conn *c, const char *p, size_t n) {
+static void on_message(conn *c, const char *p, size_t n)
+{
     char *end;
-    if (mode == M_IDLE) die("a message on an idle connection", c);
-    if (n == 0) die("an empty message", c);
+    if (mode == M_IDLE)
+        die("a message on an idle connection", c);
+    if (n == 0)
+        die("an empty message", c);
     uint64_t seq = strtoull(p, &end, 10);
-    if (end == p || (size_t)(end - p) >= n || *end != '|') die("a message without a number", c);
+    if (end == p || (size_t)(end - p) >= n || *end != '|')
+        die("a message without a number", c);
     if (seq != c->next) {
         fprintf(stderr, "wsload: expected message %llu, got %llu\n", (unsigned long long)c->next,
                 (unsigned long long)seq);
         die(seq > c->next ? "lost messages" : "reordered or repeated messages", c);
     }
-    if (n != size && mode != M_RECV) die("a message of the wrong size", c);
+    if (n != size && mode != M_RECV)
+        die("a message of the wrong size", c);
     c->next++;
     deliveries++;
     last_ns = now_ns();
@@ -166,15 +188,20 @@ static void on_message(conn *c, const char *p, size_t n) {
             done_conns++;
         }
     } else if (mode == M_RECV) {
-        if (c->next == count) done_conns++;
+        if (c->next == count)
+            done_conns++;
     } else if (mode == M_SEND) {
-        if (c->next == count) done_conns++;
-        while (c->sent < count && c->sent < c->next + window) send_seq(c, c->sent++);
+        if (c->next == count)
+            done_conns++;
+        while (c->sent < count && c->sent < c->next + window)
+            send_seq(c, c->sent++);
     }
 }
 
-static void inflate_message(conn *c, const char *p, size_t n) {
-    if (!c->z) die("a compressed message without permessage-deflate", c);
+static void inflate_message(conn *c, const char *p, size_t n)
+{
+    if (!c->z)
+        die("a compressed message without permessage-deflate", c);
     if (zbuf_cap < n + 4) {
         zbuf_cap = (n + 4) * 2;
         zbuf = realloc(zbuf, zbuf_cap);
@@ -187,34 +214,44 @@ static void inflate_message(conn *c, const char *p, size_t n) {
     c->z->next_out = (unsigned char *)outb;
     c->z->avail_out = sizeof outb;
     int rc = inflate(c->z, Z_SYNC_FLUSH);
-    if ((rc != Z_OK && rc != Z_BUF_ERROR) || c->z->avail_in != 0) die("inflate", c);
+    if ((rc != Z_OK && rc != Z_BUF_ERROR) || c->z->avail_in != 0)
+        die("inflate", c);
     on_message(c, outb, sizeof outb - c->z->avail_out);
-    if (c->no_ctx) inflateReset(c->z);
+    if (c->no_ctx)
+        inflateReset(c->z);
 }
 
 /* Parses the frames in c->in; keeps a partial one. */
-static void parse(conn *c) {
+static void parse(conn *c)
+{
     size_t at = 0;
     while (c->in_len - at >= 2) {
         unsigned char *h = (unsigned char *)c->in + at;
         int fin = h[0] & 0x80, rsv1 = h[0] & 0x40, opcode = h[0] & 0x0f;
         uint64_t n = h[1] & 0x7f;
         size_t hl = 2;
-        if (h[1] & 0x80) die("a masked frame from the server", c);
+        if (h[1] & 0x80)
+            die("a masked frame from the server", c);
         if (n == 126) {
-            if (c->in_len - at < 4) break;
+            if (c->in_len - at < 4)
+                break;
             n = ((uint64_t)h[2] << 8) | h[3];
             hl = 4;
         } else if (n == 127) {
-            if (c->in_len - at < 10) break;
+            if (c->in_len - at < 10)
+                break;
             n = 0;
-            for (int i = 2; i < 10; i++) n = (n << 8) | h[i];
+            for (int i = 2; i < 10; i++)
+                n = (n << 8) | h[i];
             hl = 10;
         }
-        if (n > (1u << 24)) die("a frame over 16 MiB", c);
-        if (c->in_len - at < hl + n) break;
+        if (n > (1u << 24))
+            die("a frame over 16 MiB", c);
+        if (c->in_len - at < hl + n)
+            break;
         const char *p = c->in + at + hl;
-        if (!fin) die("a fragmented message (not expected for these sizes)", c);
+        if (!fin)
+            die("a fragmented message (not expected for these sizes)", c);
         if (opcode == 1 || opcode == 2) {
             if (rsv1) {
                 inflate_message(c, p, n);
@@ -235,19 +272,23 @@ static void parse(conn *c) {
     c->in_len -= at;
 }
 
-static void on_handshake(conn *c) {
+static void on_handshake(conn *c)
+{
     char *end = memmem(c->in, c->in_len, "\r\n\r\n", 4);
-    if (!end) return;
+    if (!end)
+        return;
     *end = 0;
     if (strncmp(c->in, "HTTP/1.1 101", 12) != 0) {
         fprintf(stderr, "wsload: answer: %s\n", c->in);
         die("the handshake was refused", c);
     }
     if (deflate_on) {
-        if (!strcasestr(c->in, "permessage-deflate")) die("permessage-deflate was refused", c);
+        if (!strcasestr(c->in, "permessage-deflate"))
+            die("permessage-deflate was refused", c);
         c->no_ctx = strcasestr(c->in, "server_no_context_takeover") != NULL;
         c->z = calloc(1, sizeof *c->z);
-        if (!c->z || inflateInit2(c->z, -15) != Z_OK) die("inflateInit2", c);
+        if (!c->z || inflateInit2(c->z, -15) != Z_OK)
+            die("inflateInit2", c);
     }
     size_t used = (size_t)(end + 4 - c->in);
     memmove(c->in, c->in + used, c->in_len - used);
@@ -256,19 +297,23 @@ static void on_handshake(conn *c) {
     nopen++;
     connecting--;
     start_connect();
-    if (c->in_len) parse(c);
+    if (c->in_len)
+        parse(c);
 }
 
-static void on_readable(conn *c) {
+static void on_readable(conn *c)
+{
     for (;;) {
         if (c->in_cap - c->in_len < 65536) {
             c->in_cap = c->in_cap ? c->in_cap * 2 : 131072;
             c->in = realloc(c->in, c->in_cap);
-            if (!c->in) die("out of memory", c);
+            if (!c->in)
+                die("out of memory", c);
         }
         ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
         if (n < 0) {
-            if (errno == EAGAIN) return;
+            if (errno == EAGAIN)
+                return;
             die("read", c);
         }
         if (n == 0) {
@@ -281,26 +326,30 @@ static void on_readable(conn *c) {
         } else {
             on_handshake(c);
         }
-        if ((size_t)n < 65536) return;
+        if ((size_t)n < 65536)
+            return;
     }
 }
 
 /* Keeps at most 100 handshakes in flight, so the listen backlog never
  * overflows (a dropped SYN costs a 1 s retransmit). */
-static void start_connect(void) {
+static void start_connect(void)
+{
     while (next_connect < nconns && connecting < 100) {
         conn *c = &conns[next_connect++];
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
         sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (c->fd < 0) die("socket (raise ulimit -n)", c);
+        if (c->fd < 0)
+            die("socket (raise ulimit -n)", c);
         int one = 1;
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
             die("connect", c);
         }
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl add", c);
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+            die("epoll_ctl add", c);
         c->wout = 1;
         char req[512];
         int n = snprintf(req, sizeof req,
@@ -314,23 +363,30 @@ static void start_connect(void) {
     }
 }
 
-static int finished(void) {
+static int finished(void)
+{
     switch (mode) {
-    case M_ECHO: return nopen == nconns && done_conns == (uint64_t)nconns;
+    case M_ECHO:
+        return nopen == nconns && done_conns == (uint64_t)nconns;
     case M_RECV:
-    case M_SEND: return done_conns == (uint64_t)nconns;
-    default: return 0;
+    case M_SEND:
+        return done_conns == (uint64_t)nconns;
+    default:
+        return 0;
     }
 }
 
-static void usage(void) {
+static void usage(void)
+{
     fprintf(stderr, "usage: wsload echo PORT CONNS SECONDS SIZE | recv PORT CONNS COUNT [deflate]"
                     " | send PORT COUNT WINDOW SIZE [deflate] | idle PORT CONNS\n");
     exit(2);
 }
 
-int main(int argc, char **argv) {
-    if (argc < 4) usage();
+int main(int argc, char **argv)
+{
+    if (argc < 4)
+        usage();
     port = atoi(argv[2]);
     const char *m = argv[1];
     const char *lim = getenv("WSLOAD_LIMIT");
@@ -363,12 +419,15 @@ int main(int argc, char **argv) {
     } else {
         usage();
     }
-    if (nconns < 1 || size > 60000) usage();
-    if (size < 24) size = 24;
+    if (nconns < 1 || size > 60000)
+        usage();
+    if (size < 24)
+        size = 24;
     payload = malloc(size + 1);
     conns = calloc((size_t)nconns, sizeof *conns);
     ep = epoll_create1(EPOLL_CLOEXEC);
-    if (!payload || !conns || ep < 0) die("setup", NULL);
+    if (!payload || !conns || ep < 0)
+        die("setup", NULL);
     uint64_t t0 = now_ns();
     start_connect();
     int ready = 0;
@@ -376,8 +435,8 @@ int main(int argc, char **argv) {
     while (!finished()) {
         if (now_ns() - t0 > limit_ns) {
             fprintf(stderr, "wsload: %d of %d open, %llu messages received, %llu of %d done\n",
-                    nopen, nconns, (unsigned long long)deliveries,
-                    (unsigned long long)done_conns, nconns);
+                    nopen, nconns, (unsigned long long)deliveries, (unsigned long long)done_conns,
+                    nconns);
             errno = 0;
             die("time limit (WSLOAD_LIMIT) reached", NULL);
         }
@@ -397,11 +456,13 @@ int main(int argc, char **argv) {
             } else if (mode == M_ECHO) {
                 start_ns = now_ns();
                 stop_ns = start_ns + (uint64_t)(seconds * 1e9);
-                for (int i = 0; i < nconns; i++) send_seq(&conns[i], conns[i].sent++);
+                for (int i = 0; i < nconns; i++)
+                    send_seq(&conns[i], conns[i].sent++);
             }
         }
         int n = epoll_wait(ep, evs, 256, 1000);
-        if (n < 0 && errno != EINTR) die("epoll_wait", NULL);
+        if (n < 0 && errno != EINTR)
+            die("epoll_wait", NULL);
         for (int i = 0; i < n; i++) {
             conn *c = evs[i].data.ptr;
             if (evs[i].events & (EPOLLERR | EPOLLHUP) && !(evs[i].events & EPOLLIN)) {
@@ -411,8 +472,10 @@ int main(int argc, char **argv) {
                 errno = err;
                 die("socket error", c);
             }
-            if (evs[i].events & EPOLLOUT) flush(c);
-            if (evs[i].events & EPOLLIN) on_readable(c);
+            if (evs[i].events & EPOLLOUT)
+                flush(c);
+            if (evs[i].events & EPOLLIN)
+                on_readable(c);
         }
     }
     switch (mode) {
@@ -420,8 +483,9 @@ int main(int argc, char **argv) {
         printf("roundtrips %llu seconds %.3f\n", (unsigned long long)deliveries,
                (double)(last_ns - start_ns) / 1e9);
         break;
-    case M_RECV: printf("done %llu %llu\n", (unsigned long long)deliveries,
-                        (unsigned long long)last_ns); break;
+    case M_RECV:
+        printf("done %llu %llu\n", (unsigned long long)deliveries, (unsigned long long)last_ns);
+        break;
     case M_SEND:
         printf("sent %llu %llu %llu\n", (unsigned long long)count, (unsigned long long)start_ns,
                (unsigned long long)last_ns);
