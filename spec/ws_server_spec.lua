@@ -208,6 +208,14 @@ describe("ws messages", function()
         assert.is_true(closed)
     end)
 
+    it("delivers frames sent in the same packet as the handshake", function()
+        local r = raw.connect(port, { early = raw.frame(1, "early bird") })
+        assert.equal(101, r.status)
+        local f = r:read_frame()
+        assert.equal("early bird", f.payload)
+        r:destroy()
+    end)
+
     it("pings and pongs with events on both sides", function()
         local c = open(url)
         local pongs = 0

@@ -685,17 +685,20 @@ function Server:_take(req, conn, head)
     local response = concat(lines, "\r\n") .. "\r\n\r\n"
     if type(conn) == "table" then -- a fed socket (TLS)
         conn:write(response)
-        attach_fed(client, conn, head, copts)
         copts.group = nil
+        attach_fed(client, conn, nil, copts)
         self._fed[client] = true
     else
         local ud, id = core.ws_new(client, copts)
         opened(client, ud, id)
-        core.ws_attach(ud, conn, head, response)
+        core.ws_attach(ud, conn, nil, response)
     end
     if client.readyState == OPEN then
         self.clients[client] = true
         loop.spawn(emit_connection, nil, self, client, req)
+        -- frames that came with the handshake, once "connection" listeners
+        -- had their chance to listen
+        if #head > 0 and client.readyState == OPEN then core.ws_feed(client._ud, head) end
     end
 end
 
