@@ -37,6 +37,7 @@
 #define WS_MT        "luvd.ws"
 #define GROUP_MT     "luvd.ws_group"
 #define CTL_MAX      125
+#define RESERVE_MAX  ((size_t)1 << 20)
 #define UTF8_BAD     0xFFFFFFFFu
 #define WS_ID(w)     ((double)(uintptr_t)(w))
 #define WS_PTR(d)    ((ws_t *)(uintptr_t)(d))
@@ -979,8 +980,10 @@ static void ws_input(ws_t *w, uint8_t *p, size_t n)
             if (frame_begin(w) < 0)
                 return;
             w->st = ST_PAYLOAD;
+            /* room for the frame, up to 1 MiB at once: a peer that only
+             * announces a large frame does not get it allocated */
             if (w->f_op < 8 && w->f_len > 0 && !(w->f_fin && w->f_op != 0 && n >= w->f_len) &&
-                m_reserve(w, (size_t)w->f_len) < 0) {
+                m_reserve(w, w->f_len < RESERVE_MAX ? (size_t)w->f_len : RESERVE_MAX) < 0) {
                 ws_fail(w, 1011, "out of memory");
                 return;
             }
@@ -1029,7 +1032,12 @@ static void ws_input(ws_t *w, uint8_t *p, size_t n)
                 n -= k;
                 continue;
             } else {
-                uint8_t *dst = (uint8_t *)w->m + w->m_len;
+                uint8_t *dst;
+                if (m_reserve(w, k) < 0) {
+                    ws_fail(w, 1011, "out of memory");
+                    return;
+                }
+                dst = (uint8_t *)w->m + w->m_len;
                 if (w->f_masked)
                     mask_copy(dst, p, k, w->key, (size_t)w->f_got);
                 else
