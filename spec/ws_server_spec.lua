@@ -305,6 +305,15 @@ describe("ws messages", function()
         ws.connect("ws://127.0.0.1:1/", k2)
         err = loop.wait(k2)
         assert.truthy(err)
+        -- closed while connecting: the callback hears it, then "close" 1006
+        local k3 = loop.continuation("connect")
+        local c3 = ws.connect(url, k3)
+        local closed
+        c3:on("close", function(code) closed = code end)
+        c3:close()
+        err = loop.wait(k3)
+        assert.truthy(err)
+        testing.wait_until(function() return closed == 1006 end)
     end)
 end)
 

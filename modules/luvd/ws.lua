@@ -501,13 +501,16 @@ end
 
 function WebSocket:terminate()
     if self.readyState == CLOSED then return end
+    if self.readyState == CONNECTING and self._pending then
+        -- the socket's "close" fails the handshake: "error", "close"(1006)
+        self._pending:destroy()
+        return
+    end
     if self.readyState < CLOSING then self.readyState = CLOSING end
     if self._sock then
         self._sock:destroy()
     elseif self._ud then
         core.ws_terminate(self._ud)
-    elseif self._pending then
-        self._pending:destroy()
     end
 end
 
