@@ -50,7 +50,7 @@ end
 
 local function wait_closed(c, ms)
     local res
-    if c.readyState == ws.CLOSED then return c._closeCode, c._closeReason end
+    if c.readyState == ws.CLOSED then return c._x.code, c._x.reason end
     c:once("close", function(code, reason) res = { code, reason } end)
     testing.wait_until(function() return res ~= nil end, ms or 3000)
     return res[1], res[2]
