@@ -727,10 +727,12 @@ function Server:broadcast(data, opts)
     end
     local n = core.ws_broadcast(self._group, data, op, compress,
         except and except.readyState ~= CLOSED and except._id or nil)
-    for c in pairs(self._fed) do
-        if c ~= except and c.readyState == OPEN then
-            c:send(data, opts)
-            n = n + 1
+    if next(self._fed) then -- TLS connections: Lua writes to their sockets
+        for c in pairs(self._fed) do
+            if c ~= except and c.readyState == OPEN then
+                c:send(data, opts)
+                n = n + 1
+            end
         end
     end
     return n

@@ -1208,13 +1208,14 @@ static int l_new(lua_State *L)
     return 1;
 }
 
-/* ws_attach(id, stream_ud, head[, response]): native mode over the stream;
+/* ws_attach(id, stream, head[, response]): native mode over the stream (its
+ * userdata, or a C-owned stream as http_detach(c, true) gives it);
  * writes response (the 101), parses head (bytes that came after the
  * handshake) and starts reading. */
 static int l_attach(lua_State *L)
 {
     ws_t *w = ws_check(L, 1);
-    luvd_stream_t *s = luvd__stream_check(L, 2);
+    luvd_stream_t *s = lua_islightuserdata(L, 2) ? lua_touserdata(L, 2) : luvd__stream_check(L, 2);
     size_t hlen = 0;
     const char *head = luaL_optlstring(L, 3, "", &hlen);
     int rc;
