@@ -258,10 +258,10 @@ describe("ws permessage-deflate context", function()
         local states = {}
         local wss, port = serve({ perMessageDeflate = { serverNoContextTakeover = true,
             clientNoContextTakeover = true } }, function(sc)
-            states[#states + 1] = { core.ws_state(sc._ud) }
+            states[#states + 1] = { core.ws_state(sc._id) }
             sc:on("message", function(d, b)
                 sc:send(d, { binary = b })
-                states[#states + 1] = { core.ws_state(sc._ud) }
+                states[#states + 1] = { core.ws_state(sc._id) }
             end)
         end)
         local c = open("ws://127.0.0.1:" .. port .. "/", { perMessageDeflate = true })

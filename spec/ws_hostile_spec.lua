@@ -207,3 +207,30 @@ describe("ws hostile compressed frames", function()
         expect_close(1009, frame(2, bomb, { rsv = 4 }), ext)
     end)
 end)
+
+describe("ws UTF-8 validator (server/ws/ws.c)", function()
+    local core = require "luvd.core"
+    it("accepts every boundary code point and refuses the classic bad sequences", function()
+        local good = { "", "a", "\0", "\x7f", "\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80",
+            "\xed\x9f\xbf", "\xee\x80\x80", "\xef\xbf\xbf", "\xf0\x90\x80\x80",
+            "\xf4\x8f\xbf\xbf", "Hello-\xc2\xb5@\xc3\x9f\xc3\xb6\xc3\xa4\xc3\xbc"
+                .. "\xc3\xa0\xc3\xa1-UTF-8!!", string.rep("ascii", 100) }
+        for _, s in ipairs(good) do assert.is_true(core.ws_utf8(s), ("%q"):format(s)) end
+        local bad = { "\x80", "\xbf", "\xc0\x80", "\xc1\xbf", "\xc2", "\xe0\x80\x80",
+            "\xe0\x9f\xbf", "\xed\xa0\x80", "\xed\xbf\xbf", "\xf0\x80\x80\x80",
+            "\xf0\x8f\xbf\xbf", "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xff", "\xfe",
+            "\xe2\x82", "\xf0\x9f\x98", string.rep("a", 20) .. "\xc3\x28",
+            "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited" }
+        for _, s in ipairs(bad) do assert.is_false(core.ws_utf8(s), ("%q"):format(s)) end
+    end)
+
+    it("masks and unmasks at any length and offset", function()
+        for n = 0, 40 do
+            local s = string.rep("\1\2\3\4\5\6\7", 6):sub(1, n)
+            local m = core.ws_mask(s, "\170\187\204\221")
+            assert.equal(n, #m)
+            assert.equal(s, core.ws_mask(m, "\170\187\204\221"))
+            if n > 0 then assert.equal(string.char(bit.bxor(1, 170)), m:sub(1, 1)) end
+        end
+    end)
+end)

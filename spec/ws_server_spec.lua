@@ -50,7 +50,7 @@ end
 
 local function wait_closed(c, ms)
     local res
-    if c.readyState == ws.CLOSED then return c._closeCode, c._closeReason end
+    if c.readyState == ws.CLOSED then return c._x.code, c._x.reason end
     c:once("close", function(code, reason) res = { code, reason } end)
     testing.wait_until(function() return res ~= nil end, ms or 3000)
     return res[1], res[2]
@@ -208,6 +208,14 @@ describe("ws messages", function()
         assert.is_true(closed)
     end)
 
+    it("delivers frames sent in the same packet as the handshake", function()
+        local r = raw.connect(port, { early = raw.frame(1, "early bird") })
+        assert.equal(101, r.status)
+        local f = r:read_frame()
+        assert.equal("early bird", f.payload)
+        r:destroy()
+    end)
+
     it("pings and pongs with events on both sides", function()
         local c = open(url)
         local pongs = 0
@@ -297,6 +305,15 @@ describe("ws messages", function()
         ws.connect("ws://127.0.0.1:1/", k2)
         err = loop.wait(k2)
         assert.truthy(err)
+        -- closed while connecting: the callback hears it, then "close" 1006
+        local k3 = loop.continuation("connect")
+        local c3 = ws.connect(url, k3)
+        local closed
+        c3:on("close", function(code) closed = code end)
+        c3:close()
+        err = loop.wait(k3)
+        assert.truthy(err)
+        testing.wait_until(function() return closed == 1006 end)
     end)
 end)
 

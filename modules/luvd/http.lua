@@ -1138,7 +1138,7 @@ local function on_head(self, c, method, url, minor, headers, raw, flags, uphead)
         if take or (events and events[name]) then
             req.upgrade = true
             local vsock = self._virtual[c]
-            local ud = core.http_detach(c)
+            local ud = core.http_detach(c, take and true)
             req._c = false
             local socket
             if vsock then

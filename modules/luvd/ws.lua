@@ -279,11 +279,9 @@ ws.WebSocket = WebSocket
 -- bufferedAmount is read from C each time; the rest are plain fields.
 WebSocket.__index = function(self, k)
     if k == "bufferedAmount" then
+        local s = self._sock
+        if s then return s.writableLength or 0 end
         local id = rawget(self, "_id")
-        if rawget(self, "_sock") then
-            local s = rawget(self, "_sock")
-            return s.writableLength or 0
-        end
         return id and rawget(self, "readyState") < CLOSED and C.luvd_ws_buffered(id) or 0
     end
     return WebSocket[k]
@@ -293,51 +291,63 @@ core.ws_init(function(owner, ev, a, b)
     owner:_onevent(ev, a, b)
 end)
 
--- Defaults most connections keep: a connection's table stays at 16 hash
--- slots (an idle connection's Lua cost is mostly this table).
+-- Defaults most connections keep. An idle server connection's table holds
+-- eight fields (8 hash slots): these four, and the four of EventEmitter
+-- that its first listener adds. What only some connections need (a close
+-- in progress, send callbacks) lives in _x, made when needed.
 WebSocket.protocol = ""
 WebSocket.extensions = ""
 WebSocket.url = false     -- set on clients
-WebSocket._sock = false   -- set on fed connections (TLS, clients)
+WebSocket._sock = false   -- set on fed connections (TLS, wss:// clients)
 WebSocket._pending = false
 
--- All fields in one place, in one order.
 local function new_conn(server)
     return setmetatable({
-        _events = {}, _eventsSeq = 0, _maxListeners = false, _warned = false,
-        readyState = CONNECTING, _ud = false, _id = false, _server = server or false,
-        _cbs = false, _closeCode = 1006, _closeReason = "", _timer = false, _alive = true,
+        readyState = CONNECTING, _id = false, _server = server or false, _x = false,
     }, WebSocket)
 end
 
+-- _x: code, reason (of the close), timer (close timeout), cbs (send
+-- callbacks: head, n, [i]), err (the socket's error)
+local function xstate(self)
+    local x = self._x
+    if not x then
+        x = { code = 1006, reason = "", timer = false, cbs = false, err = false }
+        self._x = x
+    end
+    return x
+end
+
 local function close_timer_fire(self)
-    self._timer = false
+    self._x.timer = false
     self:terminate()
 end
 
 local function arm_close_timer(self)
-    if not self._timer then
-        self._timer = loop.setTimeout(close_timer_fire, CLOSE_TIMEOUT, self)
-        self._timer:unref()
+    local x = xstate(self)
+    if not x.timer then
+        x.timer = loop.setTimeout(close_timer_fire, CLOSE_TIMEOUT, self)
+        x.timer:unref()
     end
 end
 
 local function finished(self)
     if self.readyState == CLOSED then return end
     self.readyState = CLOSED
-    if self._timer then
-        loop.clearTimeout(self._timer)
-        self._timer = false
+    local x = xstate(self)
+    if x.timer then
+        loop.clearTimeout(x.timer)
+        x.timer = false
     end
     local srv = self._server
     if srv then srv.clients[self] = nil; srv._fed[self] = nil end
-    local cbs = self._cbs
+    local cbs = x.cbs
     if cbs then
-        self._cbs = false
+        x.cbs = false
         local err = errors.new("WebSocket closed before the message was sent", "ECANCELED")
         for i = cbs.head, cbs.n do next_tick(cbs[i], err) end
     end
-    self:emit("close", self._closeCode, self._closeReason)
+    self:emit("close", x.code, x.reason)
     if srv then srv:_maybeClosed() end
 end
 
@@ -351,13 +361,14 @@ function WebSocket:_onevent(ev, a, b)
     if ev == EV_MESSAGE then
         self:emit("message", a, b)
     elseif ev == EV_SENT then
-        local cbs = self._cbs
+        local x = self._x
+        local cbs = x and x.cbs
         if cbs then
             local i = cbs.head
             local cb = cbs[i]
             cbs[i] = nil
             cbs.head = i + 1
-            if i >= cbs.n then self._cbs = false end
+            if i >= cbs.n then x.cbs = false end
             if cb then
                 if a < 0 then cb(errors.uv(a, "write")) else cb() end
             end
@@ -368,17 +379,17 @@ function WebSocket:_onevent(ev, a, b)
     elseif ev == EV_PING then
         self:emit("ping", a)
     elseif ev == EV_PONG then
-        self._alive = true
         self:emit("pong", a)
     elseif ev == EV_DRAIN then
         self:emit("drain")
     elseif ev == EV_CLOSE then
-        self._closeCode, self._closeReason = a, b
+        local x = xstate(self)
+        x.code, x.reason = a, b
         if self.readyState < CLOSING then self.readyState = CLOSING end
         arm_close_timer(self)
         if self._sock then self._sock:finish() end
     elseif ev == EV_ERROR then
-        self._closeCode = a
+        xstate(self).code = a
         if self.readyState < CLOSING then self.readyState = CLOSING end
         arm_close_timer(self)
         if self._sock then self._sock:finish() end
@@ -388,8 +399,8 @@ function WebSocket:_onevent(ev, a, b)
     end
 end
 
-local function opened(self, ud, id)
-    self._ud, self._id = ud, id
+local function opened(self, id)
+    self._id = id
     self.readyState = OPEN
 end
 
@@ -411,10 +422,11 @@ local function not_open(self, fname, cb)
 end
 
 local function push_cb(self, cb)
-    local cbs = self._cbs
+    local x = xstate(self)
+    local cbs = x.cbs
     if not cbs then
         cbs = { head = 1, n = 0 }
-        self._cbs = cbs
+        x.cbs = cbs
     end
     local n = cbs.n + 1
     cbs[n] = cb
@@ -426,7 +438,7 @@ local function send(self, fname, data, op, compress, cb)
     local sock = self._sock
     if sock then
         if sock.destroyed then return not_open(self, fname, cb) end
-        local ok = sock:write(core.ws_frame(self._ud, data, op, compress), cb)
+        local ok = sock:write(core.ws_frame(self._id, data, op, compress), cb)
         return ok ~= false
     end
     local rc = C.luvd_ws_send(self._id, data, #data, op, (compress and 1 or 0) + (cb and 2 or 0))
@@ -501,13 +513,16 @@ end
 
 function WebSocket:terminate()
     if self.readyState == CLOSED then return end
+    if self.readyState == CONNECTING and self._pending then
+        -- the socket's "close" fails the handshake: "error", "close"(1006)
+        self._pending:destroy()
+        return
+    end
     if self.readyState < CLOSING then self.readyState = CLOSING end
     if self._sock then
         self._sock:destroy()
-    elseif self._ud then
-        core.ws_terminate(self._ud)
-    elseif self._pending then
-        self._pending:destroy()
+    elseif self._id then
+        core.ws_terminate(self._id)
     end
 end
 
@@ -516,23 +531,23 @@ end
 -------------------------------------------------------------------------------
 
 local function fed_data(self, chunk)
-    core.ws_feed(self._ud, chunk)
+    core.ws_feed(self._id, chunk)
 end
 
 local function attach_fed(self, sock, head, copts)
     copts.fed = true
-    local ud, id = core.ws_new(self, copts)
-    opened(self, ud, id)
+    local id = core.ws_new(self, copts)
+    opened(self, id)
     self._sock = sock
     sock:removeAllListeners("data")
     sock:removeAllListeners("end")
     sock:on("data", function(chunk) fed_data(self, chunk) end)
-    sock:on("error", function(err) self._sockErr = err end)
+    sock:on("error", function(err) xstate(self).err = err end)
     sock:on("close", function()
-        core.ws_release(ud)
+        core.ws_release(id)
         finished(self)
     end)
-    if head and #head > 0 then core.ws_feed(ud, head) end
+    if head and #head > 0 then core.ws_feed(id, head) end
 end
 
 -------------------------------------------------------------------------------
@@ -685,17 +700,20 @@ function Server:_take(req, conn, head)
     local response = concat(lines, "\r\n") .. "\r\n\r\n"
     if type(conn) == "table" then -- a fed socket (TLS)
         conn:write(response)
-        attach_fed(client, conn, head, copts)
         copts.group = nil
+        attach_fed(client, conn, nil, copts)
         self._fed[client] = true
     else
-        local ud, id = core.ws_new(client, copts)
-        opened(client, ud, id)
-        core.ws_attach(ud, conn, head, response)
+        local id = core.ws_new(client, copts)
+        opened(client, id)
+        core.ws_attach(id, conn, nil, response)
     end
     if client.readyState == OPEN then
         self.clients[client] = true
         loop.spawn(emit_connection, nil, self, client, req)
+        -- frames that came with the handshake, once "connection" listeners
+        -- had their chance to listen
+        if #head > 0 and client.readyState == OPEN then core.ws_feed(client._id, head) end
     end
 end
 
@@ -707,11 +725,14 @@ function Server:broadcast(data, opts)
         if opts.binary then op = 2 end
         if opts.compress == false then compress = false end
     end
-    local n = core.ws_broadcast(self._group, data, op, compress, except and except._ud or nil)
-    for c in pairs(self._fed) do
-        if c ~= except and c.readyState == OPEN then
-            c:send(data, opts)
-            n = n + 1
+    local n = core.ws_broadcast(self._group, data, op, compress,
+        except and except.readyState ~= CLOSED and except._id or nil)
+    if next(self._fed) then -- TLS connections: Lua writes to their sockets
+        for c in pairs(self._fed) do
+            if c ~= except and c.readyState == OPEN then
+                c:send(data, opts)
+                n = n + 1
+            end
         end
     end
     return n
@@ -720,10 +741,11 @@ end
 local function heartbeat_round(self)
     for c in pairs(self.clients) do
         if c.readyState == OPEN then
-            if not c._alive then
+            -- C notes each pong; a client without one since the last round
+            -- is gone
+            if not core.ws_pong(c._id) then
                 c:terminate()
             else
-                c._alive = false
                 c:ping()
             end
         end
@@ -737,7 +759,9 @@ function Server:heartbeat(ms)
     end
     if not ms then return end
     if type(ms) ~= "number" or ms <= 0 then raise("wss:heartbeat: interval must be > 0 ms") end
-    for c in pairs(self.clients) do c._alive = true end
+    for c in pairs(self.clients) do
+        if c.readyState == OPEN then core.ws_pong(c._id, true) end
+    end
     self._hb = loop.setInterval(heartbeat_round, ms, self)
     self._hb:unref()
     return self._hb
@@ -794,9 +818,10 @@ end
 local function client_fail(self, err, cb)
     if self.readyState == CLOSED then return end
     self.readyState = CLOSED
-    if self._timer then
-        loop.clearTimeout(self._timer)
-        self._timer = false
+    local x = xstate(self)
+    if x.timer then
+        loop.clearTimeout(x.timer)
+        x.timer = false
     end
     if self._pending then
         self._pending:destroy()
@@ -901,9 +926,10 @@ function ws.connect(url, opts, cb)
             for k, v in pairs(o) do copts[k] = v end
             self.extensions = ext
         end
-        if self._timer then
-            loop.clearTimeout(self._timer)
-            self._timer = false
+        local x = self._x
+        if x and x.timer then
+            loop.clearTimeout(x.timer)
+            x.timer = false
         end
         self._pending = false
         local handle = rawget(sock, "_handle")
@@ -913,9 +939,9 @@ function ws.connect(url, opts, cb)
             core.stream_owner(handle, nil)
             sock._handle, sock._ptr, sock._reading = false, false, false
             sock:removeAllListeners()
-            local ud, id = core.ws_new(self, copts)
-            opened(self, ud, id)
-            core.ws_attach(ud, handle, "")
+            local id = core.ws_new(self, copts)
+            opened(self, id)
+            core.ws_attach(id, handle, "")
         else
             attach_fed(self, sock, nil, copts)
         end
@@ -925,10 +951,10 @@ function ws.connect(url, opts, cb)
             f(nil, self)
         end
         self:emit("open")
-        if #rest > 0 and self.readyState == OPEN then core.ws_feed(self._ud, rest) end
+        if #rest > 0 and self.readyState == OPEN then core.ws_feed(self._id, rest) end
     end)
-    self._timer = loop.setTimeout(function()
-        self._timer = false
+    xstate(self).timer = loop.setTimeout(function()
+        self._x.timer = false
         if self.readyState == CONNECTING then fail("handshake timed out") end
     end, opts.handshakeTimeout or 10000)
     return self

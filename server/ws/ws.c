@@ -2,8 +2,9 @@
  * masking, fragmentation, control frames, the close handshake and UTF-8
  * validation, all in C; Lua hears one call per complete message.
  *
- * A connection (ws_t) lives in a userdata that the Lua connection object
- * holds; C keeps that object alive (owner_ref) until the connection ends.
+ * A connection (ws_t) lives in a userdata that C keeps (self_ref), with
+ * the Lua connection object (owner_ref), until the connection ends; Lua
+ * names it by its address as a number, as FFI calls take it.
  * It runs in one of two modes:
  *   - native: it owns a luvd_stream_t (an HTTP connection after the
  *     upgrade, or a TCP client): its sink parses the bytes as they land in
@@ -37,6 +38,7 @@
 #define WS_MT        "luvd.ws"
 #define GROUP_MT     "luvd.ws_group"
 #define CTL_MAX      125
+#define RESERVE_MAX  ((size_t)1 << 20)
 #define UTF8_BAD     0xFFFFFFFFu
 #define WS_ID(w)     ((double)(uintptr_t)(w))
 #define WS_PTR(d)    ((ws_t *)(uintptr_t)(d))
@@ -70,6 +72,7 @@ enum {
     WF_ENDED = 1 << 9,      /* the stream closed (or is closing) */
     WF_WANT_DRAIN = 1 << 10,
     WF_STARTED = 1 << 11,
+    WF_PONG = 1 << 12, /* a pong came since the last heartbeat round */
 };
 
 enum { ST_HEAD = 0, ST_PAYLOAD };
@@ -82,7 +85,8 @@ struct ws_s {
     luvd_runtime_t *rt;
     ws_group_t *group;
     ws_t *gprev, *gnext;
-    int owner_ref;
+    int owner_ref; /* the Lua connection object, until the end */
+    int self_ref;  /* this userdata, as long: Lua holds only the address */
     uint32_t flags;
     uint32_t utf8;
     uint64_t max_payload;
@@ -627,6 +631,18 @@ static void group_unlink(ws_t *w)
     g->count--;
 }
 
+/* The end: C lets go of the Lua object and of its own userdata (Lua
+ * calls with this connection's address no more after "close"). */
+static void release_refs(ws_t *w)
+{
+    lua_State *L = w->rt->L;
+    if (L) {
+        luaL_unref(L, LUA_REGISTRYINDEX, w->owner_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, w->self_ref);
+    }
+    w->owner_ref = w->self_ref = LUA_NOREF;
+}
+
 static void stream_event(luvd_stream_t *s, int ev, int status)
 {
     ws_t *w = s->event_data;
@@ -650,9 +666,7 @@ static void stream_event(luvd_stream_t *s, int ev, int status)
     zfree_infl(&w->infl);
     group_unlink(w);
     emit0(w, EV_END);
-    if (w->rt->L)
-        luaL_unref(w->rt->L, LUA_REGISTRYINDEX, w->owner_ref);
-    w->owner_ref = LUA_NOREF;
+    release_refs(w);
 }
 
 /* ---- reading ---------------------------------------------------------------------- */
@@ -803,6 +817,7 @@ static void control_done(ws_t *w, const char *p, size_t n)
         return;
     }
     if (w->f_op == 10) {
+        w->flags |= WF_PONG;
         emit_str(w, EV_PONG, p, n);
         return;
     }
@@ -979,8 +994,10 @@ static void ws_input(ws_t *w, uint8_t *p, size_t n)
             if (frame_begin(w) < 0)
                 return;
             w->st = ST_PAYLOAD;
+            /* room for the frame, up to 1 MiB at once: a peer that only
+             * announces a large frame does not get it allocated */
             if (w->f_op < 8 && w->f_len > 0 && !(w->f_fin && w->f_op != 0 && n >= w->f_len) &&
-                m_reserve(w, (size_t)w->f_len) < 0) {
+                m_reserve(w, w->f_len < RESERVE_MAX ? (size_t)w->f_len : RESERVE_MAX) < 0) {
                 ws_fail(w, 1011, "out of memory");
                 return;
             }
@@ -1029,7 +1046,12 @@ static void ws_input(ws_t *w, uint8_t *p, size_t n)
                 n -= k;
                 continue;
             } else {
-                uint8_t *dst = (uint8_t *)w->m + w->m_len;
+                uint8_t *dst;
+                if (m_reserve(w, k) < 0) {
+                    ws_fail(w, 1011, "out of memory");
+                    return;
+                }
+                dst = (uint8_t *)w->m + w->m_len;
                 if (w->f_masked)
                     mask_copy(dst, p, k, w->key, (size_t)w->f_got);
                 else
@@ -1102,9 +1124,12 @@ double luvd_ws_buffered(double conn)
 
 /* ---- Lua bindings ---------------------------------------------------------------- */
 
+/* Lua names a connection by its address (a number), valid until its
+ * "close": C holds the userdata until then. */
 static ws_t *ws_check(lua_State *L, int idx)
 {
-    ws_t *w = luaL_checkudata(L, idx, WS_MT);
+    ws_t *w = WS_PTR(luaL_checknumber(L, idx));
+    luaL_argcheck(L, w != NULL && w->self_ref != LUA_NOREF, idx, "open WebSocket expected");
     return w;
 }
 
@@ -1118,7 +1143,7 @@ static int l_init(lua_State *L)
     return 0;
 }
 
-/* ws_new(owner, opts) -> ud, id. opts: client, fed, max_payload, hwm,
+/* ws_new(owner, opts) -> id (the address). opts: client, fed, max_payload, hwm,
  * deflate, out_nct, in_nct, out_bits, level, threshold, group (ud or nil). */
 static int l_new(lua_State *L)
 {
@@ -1130,7 +1155,8 @@ static int l_new(lua_State *L)
     luaL_getmetatable(L, WS_MT);
     lua_setmetatable(L, -2);
     w->rt = luvd__runtime_get(L);
-    w->owner_ref = LUA_NOREF;
+    w->owner_ref = w->self_ref = LUA_NOREF;
+    w->flags = WF_PONG;
 #define OPT(name) (lua_getfield(L, 2, name), lua_remove(L, -2), 0)
     lua_getfield(L, 2, "client");
     if (lua_toboolean(L, -1))
@@ -1177,17 +1203,19 @@ static int l_new(lua_State *L)
     lua_pop(L, 1);
     lua_pushvalue(L, 1);
     w->owner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    w->self_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the userdata */
     lua_pushnumber(L, WS_ID(w));
-    return 2;
+    return 1;
 }
 
-/* ws_attach(ud, stream_ud, head[, response]): native mode over the stream;
+/* ws_attach(id, stream, head[, response]): native mode over the stream (its
+ * userdata, or a C-owned stream as http_detach(c, true) gives it);
  * writes response (the 101), parses head (bytes that came after the
  * handshake) and starts reading. */
 static int l_attach(lua_State *L)
 {
     ws_t *w = ws_check(L, 1);
-    luvd_stream_t *s = luvd__stream_check(L, 2);
+    luvd_stream_t *s = lua_islightuserdata(L, 2) ? lua_touserdata(L, 2) : luvd__stream_check(L, 2);
     size_t hlen = 0;
     const char *head = luaL_optlstring(L, 3, "", &hlen);
     int rc;
@@ -1221,7 +1249,7 @@ static int l_attach(lua_State *L)
     return 0;
 }
 
-/* ws_feed(ud, bytes): fed mode input (or, in native mode, bytes that came
+/* ws_feed(id, bytes): fed mode input (or, in native mode, bytes that came
  * before the stream was attached) */
 static int l_feed(lua_State *L)
 {
@@ -1239,7 +1267,7 @@ static int l_feed(lua_State *L)
     return 0;
 }
 
-/* ws_frame(ud, data, op, compress) -> bytes: fed mode sends */
+/* ws_frame(id, data, op, compress) -> bytes: fed mode sends */
 static int l_frame(lua_State *L)
 {
     ws_t *w = ws_check(L, 1);
@@ -1278,21 +1306,21 @@ static int l_frame(lua_State *L)
     return 1;
 }
 
-/* ws_terminate(ud): native: close the socket now */
+/* ws_terminate(id): native: close the socket now */
 static int l_terminate(lua_State *L)
 {
     ws_kill(ws_check(L, 1));
     return 0;
 }
 
-/* ws_end(ud): native: FIN after the queue, then close */
+/* ws_end(id): native: FIN after the queue, then close */
 static int l_end(lua_State *L)
 {
     ws_end(ws_check(L, 1));
     return 0;
 }
 
-/* ws_release(ud): fed mode: the socket closed; C lets the owner go */
+/* ws_release(id): fed mode: the socket closed; C lets the owner go */
 static int l_release(lua_State *L)
 {
     ws_t *w = ws_check(L, 1);
@@ -1301,12 +1329,11 @@ static int l_release(lua_State *L)
     zfree_defl(&w->defl);
     zfree_infl(&w->infl);
     group_unlink(w);
-    luaL_unref(L, LUA_REGISTRYINDEX, w->owner_ref);
-    w->owner_ref = LUA_NOREF;
+    release_refs(w);
     return 0;
 }
 
-/* ws_state(ud) -> flags, buffered, has inflater, has deflater, message bytes */
+/* ws_state(id) -> flags, buffered, has inflater, has deflater, message bytes */
 static int l_state(lua_State *L)
 {
     ws_t *w = ws_check(L, 1);
@@ -1316,6 +1343,20 @@ static int l_state(lua_State *L)
     lua_pushboolean(L, w->defl != NULL);
     lua_pushnumber(L, (double)w->m_cap);
     return 5;
+}
+
+/* ws_pong(id[, mark]) -> whether a pong came since the last call (for the
+ * heartbeat; the flag is cleared), or with mark: counts as one. */
+static int l_pong(lua_State *L)
+{
+    ws_t *w = ws_check(L, 1);
+    int mark = lua_toboolean(L, 2);
+    lua_pushboolean(L, (w->flags & WF_PONG) != 0);
+    if (mark)
+        w->flags |= WF_PONG;
+    else
+        w->flags &= ~WF_PONG;
+    return 1;
 }
 
 static int ws_gc(lua_State *L)
@@ -1357,7 +1398,7 @@ static int group_gc(lua_State *L)
     return 0;
 }
 
-/* ws_broadcast(group, data, op, compress, except_ud|nil) -> delivered
+/* ws_broadcast(group, data, op, compress, except_id|nil) -> delivered
  * Frames once per variant: plain, and compressed per window size for
  * receivers without server context takeover (their output depends on the
  * message alone); receivers with context takeover compress their own.
@@ -1369,7 +1410,7 @@ static int l_broadcast(lua_State *L)
     const char *data = luaL_checklstring(L, 2, &len);
     int op = (int)luaL_checkinteger(L, 3);
     int compress = lua_toboolean(L, 4);
-    ws_t *except = lua_isnoneornil(L, 5) ? NULL : ws_check(L, 5);
+    ws_t *except = lua_isnoneornil(L, 5) ? NULL : WS_PTR(luaL_checknumber(L, 5));
     blob_t *plain = NULL, *zb[16] = {0};
     int count = 0;
     ws_t *w, *next;
@@ -1478,6 +1519,7 @@ static const luaL_Reg ws_funcs[] = {
     {"ws_broadcast", l_broadcast},
     {"ws_mask", l_mask},
     {"ws_utf8", l_utf8},
+    {"ws_pong", l_pong},
     {NULL, NULL},
 };
 

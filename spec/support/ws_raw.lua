@@ -3,7 +3,8 @@
 -- reader of the server's frames. Runs inside a spec (a luvd coroutine).
 --
 --   local raw = require "spec.support.ws_raw"
---   local c = raw.connect(port, { path = "/", headers = {...}, extensions = "..." })
+--   local c = raw.connect(port, { path = "/", headers = {...}, extensions = "...",
+--       early = bytes sent in the same write as the handshake })
 --   c.status, c.head            the handshake answer
 --   c:send(raw.frame(1, "hi"))  a masked text frame
 --   c:read_frame([ms]) -> { op=, fin=, rsv1=, payload= } or nil (closed/timeout)
@@ -75,7 +76,7 @@ function M.connect(port, o)
     if o.extensions then lines[#lines + 1] = "Sec-WebSocket-Extensions: " .. o.extensions end
     if o.protocols then lines[#lines + 1] = "Sec-WebSocket-Protocol: " .. o.protocols end
     for _, l in ipairs(o.headers or {}) do lines[#lines + 1] = l end
-    sock:write(table.concat(lines, "\r\n") .. "\r\n\r\n")
+    sock:write(table.concat(lines, "\r\n") .. "\r\n\r\n" .. (o.early or ""))
     testing.wait_until(function() return c.buf:find("\r\n\r\n", 1, true) or c.closed end,
         o.timeout or 3000)
     local hend = c.buf:find("\r\n\r\n", 1, true)
