@@ -46,6 +46,53 @@ luvd_ensure_bench_deps() {
     luvd_install_packages "${LUVD_BENCH_PACKAGES[@]}"
 }
 
+# For the specs that talk to Node's WebSocket library and drive a browser
+# (scripts/test calls luvd_ensure_e2e; bench/ws/run too):
+#   chromium             the headless browser of spec/e2e/chat_e2e.js
+#   npm                  only when node has no npm: installs the two npm packages below
+# From the npm registry, into spec/e2e/node_modules (--no-save, never committed),
+# test and bench clients only:
+#   ws@8                 Node's WebSocket library: the peer of luvd.ws in specs and bench/ws
+#   playwright-core@1    drives /usr/bin/chromium (it downloads no browser of its own);
+#                        1.60, the last for Node 18 (Debian 12's nodejs), under Node 18
+LUVD_E2E_PACKAGES=(chromium)
+LUVD_E2E_NPM=(playwright-core@1 ws@8)
+if command -v node >/dev/null && [ "$(node -p 'parseInt(process.versions.node)')" -lt 20 ]; then
+    LUVD_E2E_NPM=(playwright-core@1.60 ws@8)
+fi
+
+# luvd_npm_install PKG@VERSION...: npm-installs into spec/e2e/node_modules
+# those of the packages that are not there yet.
+luvd_npm_install() {
+    local dir m missing=()
+    dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/spec/e2e
+    for m in "$@"; do
+        [ -f "$dir/node_modules/${m%@*}/package.json" ] || missing+=("$m")
+    done
+    ((${#missing[@]})) || return 0
+    # without a package.json npm removes what it was not asked for: name
+    # the ones already there too
+    for m in "${LUVD_E2E_NPM[@]}"; do
+        [ -f "$dir/node_modules/${m%@*}/package.json" ] && missing+=("$m")
+    done
+    command -v npm >/dev/null || luvd_install_packages npm
+    echo "scripts: npm install ${missing[*]} into spec/e2e/node_modules" >&2
+    npm install --no-save --no-audit --no-fund --no-package-lock --prefix "$dir" \
+        "${missing[@]}" >/dev/null
+}
+
+# Node's ws only (bench/ws/run; spec/ws_node_spec.lua when it is missing).
+luvd_ensure_node_ws() {
+    command -v node >/dev/null || return 0
+    luvd_npm_install ws@8
+}
+
+# Everything the specs need beyond the build: chromium, playwright-core, ws.
+luvd_ensure_e2e() {
+    luvd_install_packages "${LUVD_E2E_PACKAGES[@]}"
+    luvd_npm_install "${LUVD_E2E_NPM[@]}"
+}
+
 luvd_ensure_deps() {
     luvd_install_packages "${LUVD_PACKAGES[@]}"
     command -v node >/dev/null || luvd_install_packages nodejs

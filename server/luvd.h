@@ -133,6 +133,7 @@ int luvd__open_tls(lua_State *L);
 int luvd__open_http(lua_State *L);
 int luvd__open_http_parser(lua_State *L);
 int luvd__open_spawn(lua_State *L);
+int luvd__open_ws(lua_State *L);
 
 /* ---- stream/stream.c, io/tcp.c, io/pipe.c: the native stream core ---------
  *
@@ -333,6 +334,10 @@ int luvd_http_send(double conn, const char *head, size_t hlen, const char *body,
                    int flags);
 void luvd_http_abort(double conn);
 void luvd_http_reading(double conn, int on);
+/* ---- ws/ws.c: FFI hot path (modules/luvd/ws.lua), no lua_State ----------
+ * conn: the connection's address as a number. */
+int luvd_ws_send(double conn, const char *data, size_t len, int op, int flags);
+double luvd_ws_buffered(double conn);
 /* ---- http/parser.c: the client's llhttp response parser, FFI hot path ---- */
 typedef struct luvd_http_parser_s luvd_http_parser_t;
 void luvd_http_parser_reset(luvd_http_parser_t *p, int skip_body);

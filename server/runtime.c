@@ -191,6 +191,7 @@ static int open_core(lua_State *L)
     luvd__open_http(L);
     luvd__open_http_parser(L);
     luvd__open_spawn(L);
+    luvd__open_ws(L);
     luvd__open_clone(L);
     luvd__open_shared(L);
     luvd__open_worker(L);

@@ -1116,10 +1116,29 @@ local function on_head(self, c, method, url, minor, headers, raw, flags, uphead)
             C.luvd_http_abort(c) -- as Node: CONNECT without a listener closes
             return
         end
-        if events and events[name] then
+        -- luvd.ws servers attached here (server._upgradeHooks) look first:
+        -- hook:_claim(req) -> true (take the connection), a rejection
+        -- {status, headers, body} answered as HTTP, or nil (not theirs)
+        local hooks, take = name == "upgrade" and rawget(self, "_upgradeHooks")
+        if hooks then
+            for i = 1, #hooks do
+                local claim = hooks[i]:_claim(req)
+                if claim == true then
+                    take = hooks[i]
+                    break
+                elseif claim then
+                    local res = new_response(self, c, req, false, minor, false)
+                    res.statusCode = claim[1]
+                    for k, v in pairs(claim[2]) do res:setHeader(k, v) end
+                    res:finish(claim[3])
+                    return
+                end
+            end
+        end
+        if take or (events and events[name]) then
             req.upgrade = true
             local vsock = self._virtual[c]
-            local ud = core.http_detach(c)
+            local ud = core.http_detach(c, take and true)
             req._c = false
             local socket
             if vsock then
@@ -1131,8 +1150,14 @@ local function on_head(self, c, method, url, minor, headers, raw, flags, uphead)
                 socket = vsock
             elseif not ud then
                 return
+            elseif take then
+                socket = false
             else
                 socket = net.Socket:new { handle = ud, kind = "tcp" }
+            end
+            if take then
+                take:_take(req, vsock and socket or ud, uphead or "")
+                return
             end
             rawset(req, "socket", socket)
             run(emit_upgrade, req, socket, { self, name, uphead or "" })

@@ -1860,8 +1860,10 @@ static int l_socket(lua_State *L)
     return 1;
 }
 
-/* http_detach(conn) -> stream ud: Lua takes the connection (an upgrade);
- * the bytes after the head were given with EV_HEAD. */
+/* http_detach(conn[, raw]) -> stream ud: Lua takes the connection (an
+ * upgrade); the bytes after the head were given with EV_HEAD. With raw (a
+ * C layer takes it over, luvd.ws): a light userdata instead, and the
+ * stream stays C-owned, freed by the core once closed. */
 static int l_detach(lua_State *L)
 {
     conn_t *c = CONN_PTR(luaL_checknumber(L, 1));
@@ -1890,7 +1892,9 @@ static int l_detach(lua_State *L)
     c->flags &= ~CF_DISPATCH;
     srv->nconns--;
     c->srv = NULL;
-    if (c->s.self_ref != LUA_NOREF)
+    if (lua_toboolean(L, 2) && c->s.self_ref == LUA_NOREF)
+        lua_pushlightuserdata(L, &c->s);
+    else if (c->s.self_ref != LUA_NOREF)
         lua_rawgeti(L, LUA_REGISTRYINDEX, c->s.self_ref);
     else
         luvd__stream_push(L, &c->s);
