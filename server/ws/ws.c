@@ -19,8 +19,8 @@
  * there. Only a message split across reads or fragments is copied into a
  * buffer of the connection's own, freed once the message is delivered, so
  * an idle connection holds no read buffer. Deflate contexts are made on
- * the first compressed message and, for a direction without context
- * takeover, ended after each message.
+ * the first compressed message; a direction without context takeover
+ * uses the runtime's shared ones (zcache_t) and keeps none.
  *
  * Writes. uv_try_write first; only the bytes the kernel did not take are
  * copied into a write request. bufferedAmount is the socket's queue.
