@@ -53,11 +53,18 @@
 --   the connection with its code (err.code "WS_ERR_<code>", err.closeCode);
 --   "error" is emitted only when the connection has an "error" listener.
 --   "message" listeners run on the event loop directly (no coroutine per
---   message); wrap a handler that must wait in loop.go.
--- ws.connect(url[, opts][, cb(err, client)]) -> client at once. opts:
---   protocols (list or string), headers, perMessageDeflate (as above;
---   default false), maxPayload, rejectUnauthorized, ca (wss://),
+--   message); wrap a handler that must wait in loop.go. A close handshake
+--   the peer does not finish within 10 s ends with terminate().
+-- ws.connect(url[, opts][, cb(err, client)]) -> client at once; cb (or an
+--   "open" listener) hears the handshake's outcome. opts: protocols (list
+--   or string), headers, perMessageDeflate (as above; default false),
+--   maxPayload, highWaterMark, rejectUnauthorized, ca, servername (wss://),
 --   handshakeTimeout (ms, default 10000), origin.
+--
+-- Plumbing. A ws:// connection (server side after the HTTP upgrade, or a
+-- client once its handshake is done) is a native stream that C reads and
+-- writes; a TLS one (wss://, an https server) is fed: its TLS socket's
+-- bytes go through ws_feed and its frames are written by Lua.
 --
 -- Misuse raises naming the function: sending a non-string, sending on a
 -- connection that is not open without a callback (with one: cb(err)), a
@@ -543,6 +550,7 @@ local function attach_fed(self, sock, head, copts)
     sock:removeAllListeners("end")
     sock:on("data", function(chunk) fed_data(self, chunk) end)
     sock:on("error", function(err) xstate(self).err = err end)
+    sock:on("drain", function() self:emit("drain") end)
     sock:on("close", function()
         core.ws_release(id)
         finished(self)

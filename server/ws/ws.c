@@ -19,8 +19,8 @@
  * there. Only a message split across reads or fragments is copied into a
  * buffer of the connection's own, freed once the message is delivered, so
  * an idle connection holds no read buffer. Deflate contexts are made on
- * the first compressed message and, for a direction without context
- * takeover, ended after each message.
+ * the first compressed message; a direction without context takeover
+ * uses the runtime's shared ones (zcache_t) and keeps none.
  *
  * Writes. uv_try_write first; only the bytes the kernel did not take are
  * copied into a write request. bufferedAmount is the socket's queue.
@@ -45,6 +45,7 @@
 #define GROUP_PTR(d) ((ws_group_t *)(uintptr_t)(d))
 
 static const char dispatch_key = 'W';
+static const char zcache_key = 'Z';
 
 /* Events to Lua: dispatch(owner, ev, a, b) */
 enum {
@@ -106,7 +107,18 @@ struct ws_s {
     size_t m_len, m_cap;
     char *ctl; /* a control frame's payload, CTL_MAX bytes, while it comes */
     z_stream *infl, *defl;
+    struct zcache_s *zc; /* the runtime's shared contexts */
 };
+
+/* Per runtime: deflaters (by level and window) and one inflater shared by
+ * every direction without context takeover, reset before each message:
+ * such a connection keeps no context, and its messages cost no
+ * deflateInit (a quarter megabyte to allocate) each. Lives in a registry
+ * userdata until lua_close; only touched while Lua runs. */
+typedef struct zcache_s {
+    z_stream *defl[11][16]; /* [level + 1][window bits] */
+    z_stream *infl;
+} zcache_t;
 
 struct ws_group_s {
     ws_t *first;
@@ -514,16 +526,33 @@ static int want_compress(ws_t *w, int op, size_t len)
     return (w->flags & WF_DEFLATE) && (op == 1 || op == 2) && len >= w->threshold;
 }
 
-/* Compresses with the connection's deflater. NULL on failure. */
+/* The shared deflater for level and bits, reset; NULL when out of memory. */
+static z_stream *shared_deflater(zcache_t *zc, int level, int bits)
+{
+    z_stream **zp;
+    if (level < -1 || level > 9)
+        level = Z_DEFAULT_COMPRESSION;
+    zp = &zc->defl[level + 1][bits & 15];
+    if (!*zp)
+        *zp = deflater_new(level, bits);
+    else
+        deflateReset(*zp);
+    return *zp;
+}
+
+/* Compresses with the connection's deflater (or the shared one without
+ * context takeover). NULL on failure. */
 static char *compress_for(ws_t *w, const char *data, size_t len, size_t *clen)
 {
-    char *out;
+    z_stream *z;
+    if (w->flags & WF_OUT_NCT) {
+        if (!(z = shared_deflater(w->zc, w->level, w->out_bits)))
+            return NULL;
+        return deflate_msg(z, data, len, clen);
+    }
     if (!w->defl && !(w->defl = deflater_new(w->level, w->out_bits)))
         return NULL;
-    out = deflate_msg(w->defl, data, len, clen);
-    if (w->flags & WF_OUT_NCT)
-        zfree_defl(&w->defl); /* nothing to keep: the memory goes back */
-    return out;
+    return deflate_msg(w->defl, data, len, clen);
 }
 
 /* Sends a data or control message. Returns 0 written, 1 queued, < 0. */
@@ -690,7 +719,8 @@ static int m_reserve(ws_t *w, size_t more)
 /* Inflates the message in w->m; on success w->m holds the plain bytes. */
 static int inflate_msg(ws_t *w)
 {
-    z_stream *z = w->infl;
+    int shared = (w->flags & WF_IN_NCT) != 0;
+    z_stream **zp = shared ? &w->zc->infl : &w->infl, *z = *zp;
     size_t cap = w->m_len * 3 + 1024, got = 0;
     char *out, *nb;
     int rc, ended = 0;
@@ -702,7 +732,9 @@ static int inflate_msg(ws_t *w)
             free(z);
             return -2;
         }
-        w->infl = z;
+        *zp = z;
+    } else if (shared) {
+        inflateReset(z);
     }
     if (cap > w->max_payload + 1)
         cap = (size_t)w->max_payload + 1;
@@ -758,8 +790,6 @@ static int inflate_msg(ws_t *w)
     w->m = out;
     w->m_len = got;
     w->m_cap = cap;
-    if (w->flags & WF_IN_NCT)
-        zfree_infl(&w->infl);
     return 0;
 }
 
@@ -1133,6 +1163,36 @@ static ws_t *ws_check(lua_State *L, int idx)
     return w;
 }
 
+static int zcache_gc(lua_State *L)
+{
+    zcache_t *zc = lua_touserdata(L, 1);
+    for (int i = 0; i < 11; i++)
+        for (int j = 0; j < 16; j++)
+            zfree_defl(&zc->defl[i][j]);
+    zfree_infl(&zc->infl);
+    return 0;
+}
+
+static zcache_t *zcache_get(lua_State *L)
+{
+    zcache_t *zc;
+    lua_pushlightuserdata(L, (void *)&zcache_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    zc = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (zc)
+        return zc;
+    lua_pushlightuserdata(L, (void *)&zcache_key);
+    zc = lua_newuserdata(L, sizeof *zc);
+    memset(zc, 0, sizeof *zc);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, zcache_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    return zc;
+}
+
 /* ws_init(dispatch) */
 static int l_init(lua_State *L)
 {
@@ -1155,6 +1215,7 @@ static int l_new(lua_State *L)
     luaL_getmetatable(L, WS_MT);
     lua_setmetatable(L, -2);
     w->rt = luvd__runtime_get(L);
+    w->zc = zcache_get(L);
     w->owner_ref = w->self_ref = LUA_NOREF;
     w->flags = WF_PONG;
 #define OPT(name) (lua_getfield(L, 2, name), lua_remove(L, -2), 0)
@@ -1430,12 +1491,8 @@ static int l_broadcast(lua_State *L)
             if (!b) {
                 size_t clen, hl;
                 uint8_t h[14];
-                z_stream *z = deflater_new(w->level, w->out_bits);
+                z_stream *z = shared_deflater(w->zc, w->level, w->out_bits);
                 char *c = z ? deflate_msg(z, data, len, &clen) : NULL;
-                if (z) {
-                    deflateEnd(z);
-                    free(z);
-                }
                 if (!c)
                     continue;
                 hl = frame_head(h, op, 1, 1, clen, NULL);
