@@ -12,32 +12,14 @@ local raw = require "spec.support.ws_raw"
 
 local frame = raw.frame
 
+-- port 0 always; an echo server unless told otherwise
 local function serve(opts, on_conn)
     opts.port = 0
-    opts.host = "127.0.0.1"
-    local wss = ws.Server:new(opts, on_conn or function(c)
+    return raw.serve(opts, on_conn or function(c)
         c:on("message", function(d, b) c:send(d, { binary = b }) end)
     end)
-    local k = loop.continuation("listen")
-    wss:once("listening", k)
-    loop.wait(k)
-    return wss, wss:address().port
 end
-
-local function close(wss)
-    local k = loop.continuation("close")
-    wss:close(k)
-    loop.wait(k)
-end
-
-local function open(url, opts)
-    local c = ws.connect(url, opts)
-    local k = loop.continuation("open")
-    c:once("open", function() k() end)
-    c:on("error", function(e) k(e) end)
-    assert.is_nil(loop.wait(k))
-    return c
-end
+local close, open = raw.close_server, raw.open
 
 local function next_message(c)
     local got

@@ -7,33 +7,7 @@ local loop = require "luvd.loop"
 local testing = require "luvd.testing"
 local raw = require "spec.support.ws_raw"
 
-local function serve(opts, on_conn)
-    opts = opts or {}
-    opts.port = opts.port or 0
-    opts.host = "127.0.0.1"
-    local wss = ws.Server:new(opts, on_conn)
-    local k = loop.continuation("listen")
-    wss:once("listening", k)
-    loop.wait(k)
-    return wss, wss:address().port
-end
-
-local function close(wss)
-    local k = loop.continuation("close")
-    wss:close(k)
-    loop.wait(k)
-end
-
-local function open(url, opts)
-    local c = ws.connect(url, opts)
-    local k = loop.continuation("open")
-    local err
-    c:once("open", function() k() end)
-    c:on("error", function(e) err = e; k() end)
-    loop.wait(k)
-    assert.is_nil(err)
-    return c
-end
+local serve, close, open = raw.serve, raw.close_server, raw.open
 
 local function echo(c)
     c:on("message", function(d, bin) c:send(d, { binary = bin }) end)

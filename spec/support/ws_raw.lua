@@ -10,6 +10,10 @@
 --   c:read_frame([ms]) -> { op=, fin=, rsv1=, payload= } or nil (closed/timeout)
 --   c:wait_close([ms]) -> close code (nil: none), reason, closed
 --   raw.request(port, head_lines) -> status, full response text
+-- and the luvd.ws steps the specs share:
+--   raw.serve(opts[, on_conn]) -> wss, port   a ws.Server on 127.0.0.1 (port 0 unless given)
+--   raw.close_server(wss)                   wss:close, waited for
+--   raw.open(url[, opts]) -> client         ws.connect, waited for its "open"
 local net = require "luvd.net"
 local core = require "luvd.core"
 local testing = require "luvd.testing"
@@ -174,6 +178,35 @@ function M.request(port, head)
     loop.sleep(20)
     sock:destroy()
     return tonumber(buf:match("^HTTP/1%.1 (%d+)")), buf
+end
+
+function M.serve(opts, on_conn)
+    local ws = require "luvd.ws"
+    opts = opts or {}
+    opts.port = opts.port or 0
+    opts.host = "127.0.0.1"
+    local wss = ws.Server:new(opts, on_conn)
+    local k = loop.continuation("listen")
+    wss:once("listening", k)
+    loop.wait(k)
+    return wss, wss:address().port
+end
+
+function M.close_server(wss)
+    local k = loop.continuation("close")
+    wss:close(k)
+    loop.wait(k)
+end
+
+function M.open(url, opts)
+    local c = require("luvd.ws").connect(url, opts)
+    local k = loop.continuation("open")
+    local err
+    c:once("open", function() k() end)
+    c:on("error", function(e) err = e; k() end)
+    loop.wait(k)
+    assert(err == nil, "ws.connect " .. url .. ": " .. tostring(err))
+    return c
 end
 
 return M
