@@ -236,10 +236,6 @@ struct luvd_stream_s {
     luvd_npipe_t *pipe_in;   /* the native pipe reading this stream */
     luvd_npipe_t *pipe_out;  /* the native pipe writing into it */
     luvd_write_t *lua_write; /* the one write Lua has in flight; made on the first */
-    union {                  /* a stream connects before it can shut down */
-        uv_shutdown_t shutdown_req;
-        uv_connect_t connect_req;
-    };
 };
 
 /* FFI (modules/luvd/net.lua): no lua_State, never raise. */
@@ -273,6 +269,13 @@ luvd_stream_t *luvd__stream_check(lua_State *L, int idx);
  * size bytes zeroed (a struct that begins with a luvd_stream_t), freed by
  * the core after its close callback. NULL when out of memory. */
 luvd_stream_t *luvd__stream_alloc(lua_State *L, size_t size, int kind);
+/* Moves an idle C-owned TCP stream (allocated by luvd__stream_alloc, not
+ * reading, nothing being written) into a block of its own on a dup of its
+ * descriptor, and closes the old one, which frees it: a layer that takes
+ * over a stream embedded in a larger block (the HTTP server's connection,
+ * on a WebSocket upgrade) lets the rest of that block go. NULL when it
+ * cannot: the caller keeps the old stream. */
+luvd_stream_t *luvd__stream_rehome(lua_State *L, luvd_stream_t *old);
 /* Gives a C-owned stream its userdata (pushed), from then on the usual
  * lifetime: freed once closed and collected. */
 void luvd__stream_push(lua_State *L, luvd_stream_t *s);
@@ -285,6 +288,11 @@ void luvd__stream_on_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 /* Tells the owner (on_event or Lua) about ev; status < 0 is an error. */
 void luvd__stream_emit(luvd_stream_t *s, int ev, int status);
 /* The uv_connect_cb of every kind: LUVD_EV_CONNECT to the owner. */
+/* A connect request for s (malloc'd, freed by luvd__stream_connect_cb,
+ * which libuv calls also when the handle closes first); NULL: no memory.
+ * Requests live outside the stream: most streams (accepted ones) never
+ * connect, and each would carry the request's 96 bytes for nothing. */
+uv_connect_t *luvd__stream_connect_req(luvd_stream_t *s);
 void luvd__stream_connect_cb(uv_connect_t *req, int status);
 extern const luvd_stream_ops_t luvd__uv_stream_ops;
 int luvd__tcp_init_client(luvd_stream_t *server, luvd_stream_t *client);

@@ -501,6 +501,111 @@ describe("luvd.events", function()
         end)
     end)
 
+    -- The oldest name with one plain function keeps the function in place of
+    -- a record (memory: one table less per emitter). Every operation must
+    -- see the same listeners as with a record.
+    describe("a name with one listener, held without a record", function()
+        it("keeps its place first in eventNames when later names come and it grows", function()
+            local a, b, c = counter(), counter(), counter()
+            e:on("first", a.fn)
+            assert.is_function(rawget(e, "_events").first)
+            e:on("second", b.fn):on(7, c.fn)
+            assert.are.same({"first", "second", 7}, e:eventNames())
+            e:on("first", b.fn) -- now a record numbered 0: still first
+            assert.are.same({"first", "second", 7}, e:eventNames())
+            assert.equal(2, e:listenerCount("first"))
+            assert.is_true(e:emit("first", 1, 2))
+            assert.equal(1, a.calls)
+            assert.equal(1, b.calls)
+            assert.are.same({n = 2, 1, 2}, a.args)
+        end)
+
+        it("is the first name only: a name added to a busy emitter gets a record", function()
+            local fn = function() end
+            e:on("a", fn):on("b", fn)
+            e:removeListener("a", fn)
+            e:on("a", fn)
+            assert.is_table(rawget(e, "_events").a)
+            assert.are.same({"b", "a"}, e:eventNames())
+        end)
+
+        it("emits with 0 to 4 arguments, counts, lists and removes", function()
+            local c = counter()
+            e:on("x", c.fn)
+            for nargs = 0, 4 do
+                assert.is_true(e:emit("x", unpack({1, 2, 3, 4}, 1, nargs)))
+                assert.equal(nargs, c.args.n)
+            end
+            assert.equal(5, c.calls)
+            assert.equal(1, e:listenerCount("x"))
+            assert.equal(1, e:listenerCount("x", c.fn))
+            assert.equal(0, e:listenerCount("x", function() end))
+            assert.are.same({c.fn}, e:listeners("x"))
+            assert.are.same({c.fn}, e:rawListeners("x"))
+            e:removeListener("x", function() end) -- not there: no change
+            assert.equal(1, e:listenerCount("x"))
+            e:off("x", c.fn)
+            assert.equal(0, e:listenerCount("x"))
+            assert.is_false(e:emit("x"))
+            assert.are.same({}, e:eventNames())
+        end)
+
+        it("takes a prepended listener before it and an added one after it", function()
+            local order = {}
+            e:on("x", function() order[#order + 1] = "mid" end)
+            e:prependListener("x", function() order[#order + 1] = "first" end)
+            e:on("x", function() order[#order + 1] = "last" end)
+            e:emit("x")
+            assert.are.same({"first", "mid", "last"}, order)
+        end)
+
+        it("tells 'removeListener' listeners, from off and from removeAllListeners", function()
+            local f1, f2 = function() end, function() end
+            local removed = {}
+            e:on("x", f1)
+            e:on("removeListener", function(name, fn) removed[#removed + 1] = {name, fn} end)
+            e:off("x", f1)
+            assert.are.same({{"x", f1}}, removed)
+            local e2 = EventEmitter:new()
+            local seen = 0
+            e2:on("y", f2)
+            e2:on("removeListener", function(name, fn)
+                if name == "y" then
+                    assert.equal(f2, fn)
+                    seen = seen + 1
+                end
+            end)
+            e2:removeAllListeners("y")
+            assert.equal(1, seen)
+            assert.equal(0, e2:listenerCount("y"))
+        end)
+
+        it("a listener added while the single one runs is not called by that emit", function()
+            local late = counter()
+            local calls = 0
+            e:on("x", function()
+                calls = calls + 1
+                e:on("x", late.fn)
+            end)
+            e:emit("x")
+            assert.equal(1, calls)
+            assert.equal(0, late.calls)
+            e:emit("x")
+            assert.equal(2, calls)
+            assert.equal(1, late.calls)
+        end)
+
+        it("a once listener is never held bare", function()
+            local c = counter()
+            e:once("x", c.fn)
+            assert.is_table(rawget(e, "_events").x)
+            e:emit("x", 1)
+            e:emit("x", 2)
+            assert.equal(1, c.calls)
+            assert.are.same({}, e:eventNames())
+        end)
+    end)
+
     describe("max listeners", function()
         local saved_default
 

@@ -22,12 +22,20 @@
 -- call `EventEmitter.initialize(self)` or not:
 --   _events        event name -> record (see below); names without
 --                  listeners have no record
---   _eventsSeq     counter that numbers records, for eventNames()'s order
---   _maxListeners  a number once setMaxListeners() was called, else false
---   _warned        false, or event name -> true once the max-listeners
---                  warning was given for that name
--- A record holds the listeners of one name in r[1..r.n], in call order;
--- `r.busy` counts the emits walking it right now, and while it is above 0
+--   _maxListeners  a number once setMaxListeners() was called (else absent)
+--   _warned        event name -> true once the max-listeners warning was
+--                  given for that name (absent before the first warning)
+-- An idle emitter holds one field of its own: a connection object with
+-- three more fits a 4-slot hash.
+-- The oldest name of an emitter (one added while it had none) with one
+-- plain function as its only listener keeps the function itself in place
+-- of a record: most emitters have one listener per name, and it is the
+-- oldest name, so eventNames() needs no number for it (it sorts first). A
+-- second listener turns it into a record numbered 0.
+-- A record is an array, so that it has no hash part: r[N] listeners,
+-- r[BUSY], r[SEQ] (a module-wide counter at its making: eventNames()'s
+-- order), then the listeners in r[OFF + 1 .. OFF + r[N]], in call order;
+-- `r[BUSY]` counts the emits walking it right now, and while it is above 0
 -- every change goes to a copy that replaces the record (copy on write). So
 -- an emit sees the listeners as they were when it began, as Node's array
 -- clone gives, without copying on emit: emit never allocates. A `once`
@@ -38,6 +46,7 @@ local Class = require "luvd.class"
 
 local type = type
 local error = error
+local next = next
 local pairs = pairs
 local select = select
 local rawget = rawget
@@ -62,36 +71,48 @@ EventEmitter.defaultMaxListeners = 10
 local function init_state(self)
     local events = {}
     self._events = events
-    self._eventsSeq = 0
-    self._maxListeners = false
-    self._warned = false
     return events
 end
 
-local function new_record(seq, listener)
-    local r = new_tab(4, 3)
-    r.n = 1
-    r.busy = 0
-    r.seq = seq
-    r[1] = listener
+-- Record slots (see the top of the file).
+local N, BUSY, SEQ, OFF = 1, 2, 3, 3
+local seq_counter = 0
+
+local function new_record(listener)
+    local r = new_tab(OFF + 1, 0)
+    seq_counter = seq_counter + 1
+    r[N] = 1
+    r[BUSY] = 0
+    r[SEQ] = seq_counter
+    r[OFF + 1] = listener
+    return r
+end
+
+-- A bare function's record (see the top of the file): the oldest name.
+local function bare_record(f)
+    local r = new_tab(OFF + 2, 0)
+    r[N] = 1
+    r[BUSY] = 0
+    r[SEQ] = 0
+    r[OFF + 1] = f
     return r
 end
 
 -- O(n) in the number of listeners; only when a record changes under emit.
 local function copy_record(r)
-    local n = r.n
-    local c = new_tab(n + 1, 3)
-    c.n = n
-    c.busy = 0
-    c.seq = r.seq
-    for i = 1, n do
+    local n = r[N]
+    local c = new_tab(OFF + n + 1, 0)
+    c[N] = n
+    c[BUSY] = 0
+    c[SEQ] = r[SEQ]
+    for i = OFF + 1, OFF + n do
         c[i] = r[i]
     end
     return c
 end
 
 local function get_max(self)
-    return self._maxListeners or EventEmitter.defaultMaxListeners
+    return rawget(self, "_maxListeners") or EventEmitter.defaultMaxListeners
 end
 
 -------------------------------------------------------------------------------
@@ -160,7 +181,7 @@ end
 -- Once per emitter and event name. `process` is looked up at warning time:
 -- it is an EventEmitter itself and does not exist while this module loads.
 local function warn_max(self, name, n, max)
-    local warned = self._warned
+    local warned = rawget(self, "_warned")
     if not warned then
         warned = {}
         self._warned = warned
@@ -194,24 +215,29 @@ local function add_listener(self, name, listener, prepend)
     end
     local r = events[name]
     if r == nil then
-        local seq = self._eventsSeq + 1
-        self._eventsSeq = seq
-        events[name] = new_record(seq, listener)
+        if type(listener) == "function" and next(events) == nil then
+            events[name] = listener
+        else
+            events[name] = new_record(listener)
+        end
     else
-        if r.busy > 0 then
+        if type(r) == "function" then
+            r = bare_record(r)
+            events[name] = r
+        elseif r[BUSY] > 0 then
             r = copy_record(r)
             events[name] = r
         end
-        local n = r.n + 1
+        local n = r[N] + 1
         if prepend then
-            for i = n, 2, -1 do
+            for i = OFF + n, OFF + 2, -1 do
                 r[i] = r[i - 1]
             end
-            r[1] = listener
+            r[OFF + 1] = listener
         else
-            r[n] = listener
+            r[OFF + n] = listener
         end
-        r.n = n
+        r[N] = n
         local max = get_max(self)
         if max > 0 and n > max then
             warn_max(self, name, n, max)
@@ -227,22 +253,31 @@ local function remove_listener(self, name, listener)
     if r == nil then
         return self
     end
-    local n = r.n
-    for i = n, 1, -1 do
+    if type(r) == "function" then
+        if r == listener then
+            events[name] = nil
+            if events.removeListener ~= nil then
+                self:emit("removeListener", name, r)
+            end
+        end
+        return self
+    end
+    local n = r[N]
+    for i = OFF + n, OFF + 1, -1 do
         local f = r[i]
         if f == listener or (type(f) == "table" and f.listener == listener) then
             if n == 1 then
                 events[name] = nil
             else
-                if r.busy > 0 then
+                if r[BUSY] > 0 then
                     r = copy_record(r)
                     events[name] = r
                 end
-                for j = i, n - 1 do
+                for j = i, OFF + n - 1 do
                     r[j] = r[j + 1]
                 end
-                r[n] = nil
-                r.n = n - 1
+                r[OFF + n] = nil
+                r[N] = n - 1
             end
             if events.removeListener ~= nil then
                 self:emit("removeListener", name, unwrap(f))
@@ -339,9 +374,11 @@ function EventEmitter:removeAllListeners(name)
         return self
     end
     local r = events[name]
-    if r ~= nil then
+    if type(r) == "function" then
+        remove_listener(self, name, r)
+    elseif r ~= nil then
         r = copy_record(r)
-        for i = r.n, 1, -1 do
+        for i = OFF + r[N], OFF + 1, -1 do
             remove_listener(self, name, r[i])
         end
     end
@@ -359,44 +396,44 @@ end
 -- and its next change makes a fresh copy, which costs once and is correct.
 
 local function run0(r, n)
-    r.busy = r.busy + 1
-    for i = 1, n do
+    r[BUSY] = r[BUSY] + 1
+    for i = OFF + 1, OFF + n do
         r[i]()
     end
-    r.busy = r.busy - 1
+    r[BUSY] = r[BUSY] - 1
 end
 
 local function run1(r, n, a)
-    r.busy = r.busy + 1
-    for i = 1, n do
+    r[BUSY] = r[BUSY] + 1
+    for i = OFF + 1, OFF + n do
         r[i](a)
     end
-    r.busy = r.busy - 1
+    r[BUSY] = r[BUSY] - 1
 end
 
 local function run2(r, n, a, b)
-    r.busy = r.busy + 1
-    for i = 1, n do
+    r[BUSY] = r[BUSY] + 1
+    for i = OFF + 1, OFF + n do
         r[i](a, b)
     end
-    r.busy = r.busy - 1
+    r[BUSY] = r[BUSY] - 1
 end
 
 local function run3(r, n, a, b, c)
-    r.busy = r.busy + 1
-    for i = 1, n do
+    r[BUSY] = r[BUSY] + 1
+    for i = OFF + 1, OFF + n do
         r[i](a, b, c)
     end
-    r.busy = r.busy - 1
+    r[BUSY] = r[BUSY] - 1
 end
 
 -- More than three arguments: correct, but may not compile.
 local function run_many(r, n, ...)
-    r.busy = r.busy + 1
-    for i = 1, n do
+    r[BUSY] = r[BUSY] + 1
+    for i = OFF + 1, OFF + n do
         r[i](...)
     end
-    r.busy = r.busy - 1
+    r[BUSY] = r[BUSY] - 1
 end
 
 -- Returns whether the event had listeners. Does not allocate.
@@ -409,11 +446,15 @@ function EventEmitter:emit(name, ...)
         end
         return false
     end
-    local n = r.n
+    local n, f
+    if type(r) == "function" then
+        n, f = 1, r
+    else
+        n, f = r[N], r[OFF + 1]
+    end
     local nargs = select("#", ...)
     if n == 1 then
         -- No loop, so nothing to protect from changes.
-        local f = r[1]
         if nargs == 0 then
             f()
         elseif nargs == 1 then
@@ -450,11 +491,14 @@ function EventEmitter:listenerCount(name, listener)
     if r == nil then
         return 0
     end
+    if type(r) == "function" then
+        return (listener == nil or r == listener) and 1 or 0
+    end
     if listener == nil then
-        return r.n
+        return r[N]
     end
     local count = 0
-    for i = 1, r.n do
+    for i = OFF + 1, OFF + r[N] do
         local f = r[i]
         if f == listener or (type(f) == "table" and f.listener == listener) then
             count = count + 1
@@ -470,10 +514,13 @@ function EventEmitter:listeners(name)
     if r == nil then
         return {}
     end
-    local n = r.n
+    if type(r) == "function" then
+        return { r }
+    end
+    local n = r[N]
     local list = new_tab(n, 0)
     for i = 1, n do
-        list[i] = unwrap(r[i])
+        list[i] = unwrap(r[OFF + i])
     end
     return list
 end
@@ -486,10 +533,13 @@ function EventEmitter:rawListeners(name)
     if r == nil then
         return {}
     end
-    local n = r.n
+    if type(r) == "function" then
+        return { r }
+    end
+    local n = r[N]
     local list = new_tab(n, 0)
     for i = 1, n do
-        list[i] = r[i]
+        list[i] = r[OFF + i]
     end
     return list
 end
@@ -506,7 +556,10 @@ function EventEmitter:eventNames()
         k = k + 1
         names[k] = name
     end
-    sort(names, function(a, b) return events[a].seq < events[b].seq end)
+    sort(names, function(a, b)
+        local ra, rb = events[a], events[b]
+        return (type(ra) == "function" and 0 or ra[SEQ]) < (type(rb) == "function" and 0 or rb[SEQ])
+    end)
     return names
 end
 

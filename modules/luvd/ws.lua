@@ -299,7 +299,7 @@ core.ws_init(function(owner, ev, a, b)
 end)
 
 -- Defaults most connections keep. An idle server connection's table holds
--- eight fields (8 hash slots): these four, and the four of EventEmitter
+-- four fields (a 4-slot hash): readyState, _id, _server and the _events
 -- that its first listener adds. What only some connections need (a close
 -- in progress, send callbacks) lives in _x, made when needed.
 WebSocket.protocol = ""
@@ -307,10 +307,11 @@ WebSocket.extensions = ""
 WebSocket.url = false     -- set on clients
 WebSocket._sock = false   -- set on fed connections (TLS, wss:// clients)
 WebSocket._pending = false
+WebSocket._x = false
 
 local function new_conn(server)
     return setmetatable({
-        readyState = CONNECTING, _id = false, _server = server or false, _x = false,
+        readyState = CONNECTING, _id = false, _server = server or false,
     }, WebSocket)
 end
 

@@ -1892,9 +1892,12 @@ static int l_detach(lua_State *L)
     c->flags &= ~CF_DISPATCH;
     srv->nconns--;
     c->srv = NULL;
-    if (lua_toboolean(L, 2) && c->s.self_ref == LUA_NOREF)
-        lua_pushlightuserdata(L, &c->s);
-    else if (c->s.self_ref != LUA_NOREF)
+    if (lua_toboolean(L, 2) && c->s.self_ref == LUA_NOREF) {
+        /* a C layer keeps the connection for its life: give it a stream of
+         * its own, and the HTTP part of the block (about 200 bytes) back */
+        luvd_stream_t *moved = luvd__stream_rehome(L, &c->s);
+        lua_pushlightuserdata(L, moved ? moved : &c->s);
+    } else if (c->s.self_ref != LUA_NOREF)
         lua_rawgeti(L, LUA_REGISTRYINDEX, c->s.self_ref);
     else
         luvd__stream_push(L, &c->s);

@@ -57,8 +57,13 @@ static int l_connect(lua_State *L)
     const char *path = luaL_checkstring(L, 2);
     int rc = !open_pipe(s) ? UV_EBADF : !path_ok(path) ? UV_ENAMETOOLONG : 0;
     if (rc == 0) {
-        uv_pipe_connect(&s->connect_req, &s->h.pipe, path, luvd__stream_connect_cb);
-        s->flags |= LUVD_SF_CONNECTING;
+        uv_connect_t *req = luvd__stream_connect_req(s);
+        if (!req) {
+            rc = UV_ENOMEM;
+        } else {
+            uv_pipe_connect(req, &s->h.pipe, path, luvd__stream_connect_cb);
+            s->flags |= LUVD_SF_CONNECTING;
+        }
     }
     lua_pushinteger(L, rc);
     return 1;

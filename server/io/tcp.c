@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -70,9 +71,13 @@ static int l_connect(lua_State *L)
     rc = parse_addr(ip, port, &ss);
     if (rc == 0 && !open_tcp(s))
         rc = UV_EBADF;
-    if (rc == 0)
-        rc = uv_tcp_connect(&s->connect_req, &s->h.tcp, (struct sockaddr *)&ss,
-                            luvd__stream_connect_cb);
+    if (rc == 0) {
+        uv_connect_t *req = luvd__stream_connect_req(s);
+        rc = req ? uv_tcp_connect(req, &s->h.tcp, (struct sockaddr *)&ss, luvd__stream_connect_cb)
+                 : UV_ENOMEM;
+        if (rc < 0)
+            free(req);
+    }
     if (rc == 0)
         s->flags |= LUVD_SF_CONNECTING;
     lua_pushinteger(L, rc);

@@ -254,13 +254,23 @@ static size_t uvs_queued(luvd_stream_t *s)
 static void uvs_shutdown_cb(uv_shutdown_t *req, int status)
 {
     luvd_stream_t *s = req->data;
+    free(req);
     luvd__stream_emit(s, LUVD_EV_SHUTDOWN, status);
 }
 
+/* The request is made here, not kept in the stream (see
+ * luvd__stream_connect_req); libuv calls back also on close. */
 static int uvs_shutdown(luvd_stream_t *s)
 {
-    s->shutdown_req.data = s;
-    return uv_shutdown(&s->shutdown_req, &s->h.stream, uvs_shutdown_cb);
+    uv_shutdown_t *req = malloc(sizeof *req);
+    int rc;
+    if (!req)
+        return UV_ENOMEM;
+    req->data = s;
+    rc = uv_shutdown(req, &s->h.stream, uvs_shutdown_cb);
+    if (rc < 0)
+        free(req);
+    return rc;
 }
 
 static void stream_free(luvd_stream_t *s)
@@ -375,6 +385,57 @@ luvd_stream_t *luvd__stream_alloc(lua_State *L, size_t size, int kind)
     s->kind = kind;
     s->self_ref = s->owner_ref = LUA_NOREF;
     s->flags = LUVD_SF_GC; /* nothing to collect: the close callback frees */
+    return s;
+}
+
+/* libuv 1.44 (Debian 12) keeps its write requests in two intrusive queues
+ * of the handle; a queue is empty when its head points at itself. A write
+ * that went out whole still waits there for its callback. */
+static int writes_done(uv_stream_t *h)
+{
+#if UV_VERSION_HEX < 0x012d00
+    return h->write_queue_size == 0 && h->write_queue[0] == (void *)&h->write_queue &&
+           h->write_completed_queue[0] == (void *)&h->write_completed_queue;
+#else
+    (void)h;
+    return 0; /* the queues changed shape after 1.44: never move */
+#endif
+}
+
+luvd_stream_t *luvd__stream_rehome(lua_State *L, luvd_stream_t *old)
+{
+    luvd_stream_t *s;
+    uv_os_fd_t fd;
+    int nfd;
+    if (old->ops != &luvd__uv_stream_ops || old->kind != LUVD_KIND_TCP ||
+        (old->flags & (LUVD_SF_CLOSING | LUVD_SF_SHUTTING | LUVD_SF_READING | LUVD_SF_LUA_WRITING |
+                       LUVD_SF_CONNECTING)) != 0 ||
+        !(old->flags & LUVD_SF_GC) || !(old->flags & LUVD_SF_INIT) || old->pipe_in ||
+        old->pipe_out || !writes_done(&old->h.stream) || uv_fileno(&old->h.handle, &fd) != 0)
+        return NULL;
+    if (!(s = luvd__stream_alloc(L, sizeof *s, old->kind)))
+        return NULL;
+    nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (nfd < 0 || uv_tcp_init(&s->rt->loop, &s->h.tcp) < 0) {
+        if (nfd >= 0)
+            close(nfd);
+        stream_free(s);
+        return NULL;
+    }
+    s->h.handle.data = s;
+    s->flags |= LUVD_SF_INIT;
+    if (uv_tcp_open(&s->h.tcp, nfd) < 0) {
+        close(nfd);
+        luvd__stream_close(s); /* the close callback frees it */
+        return NULL;
+    }
+    s->bytes_read = old->bytes_read;
+    s->bytes_written = old->bytes_written;
+    old->sink = NULL;
+    old->sink_data = NULL;
+    old->on_event = NULL;
+    old->event_data = NULL;
+    luvd__stream_close(old); /* frees the old block; the socket lives on in nfd */
     return s;
 }
 
@@ -508,7 +569,7 @@ int luvd_stream_shutdown(luvd_stream_t *s)
         return UV_EBADF;
     if (s->flags & LUVD_SF_SHUTTING)
         return UV_EALREADY;
-    if (s->flags & LUVD_SF_CONNECTING) /* shutdown_req shares connect_req's memory */
+    if (s->flags & LUVD_SF_CONNECTING)
         return UV_ENOTCONN;
     rc = s->ops->shutdown(s);
     if (rc == 0)
@@ -533,9 +594,18 @@ double luvd_stream_bytes_written(luvd_stream_t *s)
 
 /* ---- connecting and listening ------------------------------------------------ */
 
+uv_connect_t *luvd__stream_connect_req(luvd_stream_t *s)
+{
+    uv_connect_t *req = malloc(sizeof *req);
+    if (req)
+        req->data = s;
+    return req;
+}
+
 void luvd__stream_connect_cb(uv_connect_t *req, int status)
 {
-    luvd_stream_t *s = req->handle->data;
+    luvd_stream_t *s = req->data;
+    free(req);
     s->flags &= ~LUVD_SF_CONNECTING;
     luvd__stream_emit(s, LUVD_EV_CONNECT, status);
 }
