@@ -166,6 +166,43 @@ describe("luvd.go and coroutine-style calls", function()
         assert.matches("false\t.-fs.readFile: pass a callback, or call it inside luvd.go", out)
     end)
 
+    it("loop._run runs now in a pooled coroutine; one that suspends keeps its own", function()
+        local loop = require "luvd.loop"
+        local seen, log = {}, {}
+        loop._run(function(a, b, c)
+            seen[1] = coroutine.running()
+            log[#log + 1] = a .. b .. c
+        end, "x", "y", "z")
+        loop._run(function() seen[2] = coroutine.running() end)
+        assert.same({ "xyz" }, log)
+        assert.is_not_nil(seen[1])
+        assert.equal(seen[1], seen[2]) -- the same coroutine, back in the list
+        assert.is_true(loop.is_managed(seen[1]))
+        loop._run(function()
+            seen[3] = coroutine.running()
+            luvd.sleep(5)
+            log[#log + 1] = "woke"
+        end)
+        loop._run(function() seen[4] = coroutine.running() end)
+        assert.equal(seen[1], seen[3])
+        assert.are_not.equal(seen[3], seen[4]) -- the sleeper's coroutine is busy
+        luvd.sleep(30)
+        assert.same({ "xyz", "woke" }, log)
+    end)
+
+    it("loop._run: an error is uncaught, and the next run still works", function()
+        local out, err, code = h.run_lua([[
+            local loop = require "luvd.loop"
+            process:on("uncaughtException", function(e)
+                print("caught: " .. tostring(e):match("boom"))
+            end)
+            loop._run(function() error("boom") end)
+            loop._run(function(v) print("next " .. v) end, 7)
+        ]])
+        assert.equal(0, code, err)
+        assert.matches("caught: boom\nnext 7", out)
+    end)
+
     it("luvd.go checks its argument", function()
         assert.has_error(function() luvd.go(42) end,
             "luvd.go: bad argument #1 'fn' (function expected, got number)")

@@ -686,6 +686,34 @@ function M.spawn(fn, on_done, ...)
     return co
 end
 
+-- Runs fn(a, b, c) at once in a managed coroutine from a free list, for
+-- work nobody waits on (a new connection's first event, say): each pooled
+-- coroutine runs one function after another, so a burst of connections
+-- makes no coroutine (over 1 KB, and a slot in `managed`) each. One whose
+-- function suspends stays with it; the list refills with new ones. An
+-- error is uncaught, as with spawn.
+local pool, pool_n = {}, 0
+local POOL_MAX = 64
+
+local function pool_worker()
+    local co = co_running()
+    while pool_n < POOL_MAX do
+        pool_n = pool_n + 1
+        pool[pool_n] = co
+        local fn, a, b, c = co_yield()
+        local ok, err = xpcall(fn, on_error, a, b, c)
+        if not ok then uncaught(err) end
+    end
+end
+
+function M._run(fn, a, b, c)
+    if pool_n == 0 then M.spawn(pool_worker) end
+    local co = pool[pool_n]
+    pool[pool_n] = nil
+    pool_n = pool_n - 1
+    resume(co, fn, a, b, c)
+end
+
 function M.go(fn, ...)
     if type(fn) ~= "function" then argerror("luvd.go", 1, "fn", "function", fn) end
     return M.spawn(fn, nil, ...)

@@ -719,7 +719,7 @@ function Server:_take(req, conn, head)
     end
     if client.readyState == OPEN then
         self.clients[client] = true
-        loop.spawn(emit_connection, nil, self, client, req)
+        loop._run(emit_connection, self, client, req)
         -- frames that came with the handshake, once "connection" listeners
         -- had their chance to listen
         if #head > 0 and client.readyState == OPEN then core.ws_feed(client._id, head) end
