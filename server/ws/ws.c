@@ -26,6 +26,16 @@
  * copied into a write request. bufferedAmount is the socket's queue.
  * A broadcast frames (and compresses, where receivers can share it) once
  * and queues one refcounted block for every receiver that needs queuing.
+ *
+ * Corking. A broadcast to a plain socket with nothing queued does not
+ * write: it appends the frame to the connection's cork block (made on
+ * demand, at most CORK_MAX bytes) and links the connection into the
+ * runtime's corked list. The runtime's prepare hook (before the loop polls)
+ * writes each block with one syscall, so the many messages one read
+ * brings cost a receiver one write, not one each. Any other write on the
+ * connection (a send, a pong, a close frame, the FIN) writes the block
+ * first, so frames keep their order; a dying connection drops it.
+ * bufferedAmount counts corked bytes; "drain" is also heard from the hook.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +50,8 @@
 #define CTL_MAX      125
 #define RESERVE_MAX  ((size_t)1 << 20)
 #define UTF8_BAD     0xFFFFFFFFu
+#define CORK_MAX     ((size_t)32 << 10)
+#define CORK_MIN     ((size_t)4 << 10)
 #define WS_ID(w)     ((double)(uintptr_t)(w))
 #define WS_PTR(d)    ((ws_t *)(uintptr_t)(d))
 #define GROUP_PTR(d) ((ws_group_t *)(uintptr_t)(d))
@@ -73,7 +85,8 @@ enum {
     WF_ENDED = 1 << 9,      /* the stream closed (or is closing) */
     WF_WANT_DRAIN = 1 << 10,
     WF_STARTED = 1 << 11,
-    WF_PONG = 1 << 12, /* a pong came since the last heartbeat round */
+    WF_PONG = 1 << 12,   /* a pong came since the last heartbeat round */
+    WF_CORKED = 1 << 13, /* in the runtime's corked list */
 };
 
 enum { ST_HEAD = 0, ST_PAYLOAD };
@@ -86,8 +99,11 @@ struct ws_s {
     luvd_runtime_t *rt;
     ws_group_t *group;
     ws_t *gprev, *gnext;
-    int owner_ref; /* the Lua connection object, until the end */
-    int self_ref;  /* this userdata, as long: Lua holds only the address */
+    ws_t *cprev, *cnext; /* the runtime's corked list (rt->corked) */
+    struct blob_s *cork; /* frames to write before the loop polls */
+    size_t cork_cap;     /* the cork's room for data */
+    int owner_ref;       /* the Lua connection object, until the end */
+    int self_ref;        /* this userdata, as long: Lua holds only the address */
     uint32_t flags;
     uint32_t utf8;
     uint64_t max_payload;
@@ -372,6 +388,8 @@ static void emit_str(ws_t *w, int ev, const char *p, size_t n)
 /* ---- writing ------------------------------------------------------------------- */
 
 static void ws_end(ws_t *w);
+static int out_native(ws_t *w, uv_buf_t *bufs, unsigned n, blob_t *blob, int notify);
+static int cork_flush(ws_t *w);
 
 static void blob_unref(blob_t *b)
 {
@@ -383,7 +401,7 @@ static size_t ws_queued(ws_t *w)
 {
     if (!w->s || (w->flags & WF_ENDED))
         return 0;
-    return w->s->ops->queued(w->s);
+    return w->s->ops->queued(w->s) + (w->cork ? w->cork->len : 0);
 }
 
 static void wreq_done(luvd_write_t *lw, int status)
@@ -404,6 +422,125 @@ static void wreq_done(luvd_write_t *lw, int status)
     }
 }
 
+/* ---- corking ---------------------------------------------------------------------- */
+
+static void cork_unlink(ws_t *w)
+{
+    if (!(w->flags & WF_CORKED))
+        return;
+    if (w->cprev)
+        w->cprev->cnext = w->cnext;
+    else
+        w->rt->corked = w->cnext;
+    if (w->cnext)
+        w->cnext->cprev = w->cprev;
+    w->cprev = w->cnext = NULL;
+    w->flags &= ~WF_CORKED;
+}
+
+static void flush_corked(luvd_runtime_t *rt);
+
+static void cork_link(ws_t *w)
+{
+    luvd_runtime_t *rt = w->rt;
+    ws_t *head = rt->corked;
+    if (w->flags & WF_CORKED)
+        return;
+    w->flags |= WF_CORKED;
+    w->cprev = NULL;
+    w->cnext = head;
+    if (head)
+        head->cprev = w;
+    rt->corked = w;
+    rt->before_poll = flush_corked;
+    luvd__before_poll_arm(rt);
+}
+
+static void cork_drop(ws_t *w)
+{
+    blob_unref(w->cork);
+    w->cork = NULL;
+    w->cork_cap = 0;
+}
+
+/* Writes the cork block (through out_native: what the kernel does not take
+ * is queued as a share of it). The connection stays linked: the hook
+ * still checks for "drain". */
+static int cork_flush(ws_t *w)
+{
+    blob_t *b = w->cork;
+    uv_buf_t buf;
+    int rc;
+    w->cork = NULL;
+    w->cork_cap = 0;
+    buf.base = b->data;
+    buf.len = b->len;
+    rc = out_native(w, &buf, 1, b, 0);
+    blob_unref(b);
+    return rc;
+}
+
+/* Appends a broadcast frame to w's cork block. 1: corked; 0: not a
+ * connection to cork now (write it); < 0: flushing the block failed. */
+static int cork_add(ws_t *w, const char *p, size_t n)
+{
+    luvd_stream_t *s = w->s;
+    blob_t *c = w->cork;
+    size_t need;
+    int rc;
+    if (s->ops != &luvd__uv_stream_ops || (w->flags & (WF_CLIENT | WF_ENDING)) || n > CORK_MAX)
+        return 0;
+    if (c && c->len + n > CORK_MAX) {
+        if ((rc = cork_flush(w)) < 0)
+            return rc;
+        c = NULL;
+    }
+    if (!c && s->h.stream.write_queue_size > 0)
+        return 0; /* libuv queues it anyway: a share of the broadcast block */
+    need = (c ? c->len : 0) + n;
+    if (need > w->cork_cap) {
+        size_t cap = w->cork_cap ? w->cork_cap * 2 : CORK_MIN;
+        blob_t *nc;
+        while (cap < need)
+            cap *= 2;
+        if (cap > CORK_MAX)
+            cap = CORK_MAX;
+        if (!(nc = realloc(c, sizeof *nc + cap)))
+            return 0;
+        if (!c) {
+            nc->refs = 1;
+            nc->len = 0;
+        }
+        w->cork = c = nc;
+        w->cork_cap = cap;
+    }
+    memcpy(c->data + c->len, p, n);
+    c->len += n;
+    cork_link(w);
+    return 1;
+}
+
+/* The runtime's before_poll hook: writes every corked block, then says
+ * "drain" where it is due (the hook may run Lua, which may cork more:
+ * those are written in the same pass). */
+static void flush_corked(luvd_runtime_t *rt)
+{
+    ws_t *w;
+    while ((w = rt->corked)) {
+        cork_unlink(w);
+        if (!w->s || (w->flags & WF_ENDED)) {
+            cork_drop(w);
+            continue;
+        }
+        if (w->cork && cork_flush(w) < 0)
+            continue;
+        if ((w->flags & WF_WANT_DRAIN) && ws_queued(w) < w->hwm) {
+            w->flags &= ~WF_WANT_DRAIN;
+            emit0(w, EV_DRAIN);
+        }
+    }
+}
+
 /* Native mode: writes the buffers (which the caller keeps only for this
  * call), or a share of blob. Returns 0 when written now, 1 when queued,
  * or a negative error. */
@@ -417,6 +554,8 @@ static int out_native(ws_t *w, uv_buf_t *bufs, unsigned n, blob_t *blob, int not
     uv_buf_t one;
     if (!s || (w->flags & WF_ENDED))
         return UV_EPIPE;
+    if (w->cork && (rc = cork_flush(w)) < 0)
+        return rc;
     for (i = 0; i < n; i++)
         total += bufs[i].len;
     if (s->ops == &luvd__uv_stream_ops) {
@@ -600,6 +739,8 @@ static void ws_end(ws_t *w)
 {
     if ((w->flags & (WF_ENDING | WF_ENDED)) || (w->flags & WF_FED) || !w->s)
         return;
+    if (w->cork)
+        cork_flush(w); /* the FIN goes after the corked frames */
     w->flags |= WF_ENDING;
     w->s->ops->read_stop(w->s);
     if (luvd_stream_shutdown(w->s) < 0) {
@@ -610,6 +751,15 @@ static void ws_end(ws_t *w)
 
 static void ws_kill(ws_t *w)
 {
+    if (w->cork && w->s && !(w->flags & WF_ENDED)) {
+        /* what the kernel takes now, as an uncorked write would have */
+        uv_buf_t b = uv_buf_init(w->cork->data, (unsigned)w->cork->len);
+        int k = uv_try_write(&w->s->h.stream, &b, 1);
+        if (k > 0)
+            w->s->bytes_written += (uint64_t)k;
+    }
+    cork_drop(w);
+    cork_unlink(w);
     if (w->s && !(w->flags & WF_ENDED)) {
         w->flags |= WF_ENDED;
         luvd__stream_close(w->s);
@@ -690,6 +840,8 @@ static void stream_event(luvd_stream_t *s, int ev, int status)
     s->sink_data = NULL;
     s->on_event = NULL;
     s->event_data = NULL;
+    cork_drop(w);
+    cork_unlink(w);
     reset_input(w);
     zfree_defl(&w->defl);
     zfree_infl(&w->infl);
@@ -1433,6 +1585,8 @@ static int ws_gc(lua_State *L)
         if (!(w->flags & WF_ENDED))
             luvd__stream_close(s);
     }
+    cork_drop(w);
+    cork_unlink(w);
     reset_input(w);
     zfree_defl(&w->defl);
     zfree_infl(&w->infl);
@@ -1478,6 +1632,7 @@ static int l_broadcast(lua_State *L)
     for (w = g->first; w; w = next) {
         blob_t *b;
         uv_buf_t buf;
+        int rc;
         next = w->gnext;
         if (w == except || (w->flags & (WF_FED | WF_SENT_CLOSE | WF_ENDED | WF_FAILED)) || !w->s)
             continue;
@@ -1522,6 +1677,13 @@ static int l_broadcast(lua_State *L)
             }
             b = plain;
         }
+        rc = cork_add(w, b->data, b->len);
+        if (rc > 0) {
+            count++;
+            goto queued;
+        }
+        if (rc < 0)
+            continue;
         buf.base = b->data;
         buf.len = b->len;
         if (out_native(w, &buf, 1, b, 0) >= 0)
