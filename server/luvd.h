@@ -44,7 +44,10 @@ struct luvd_runtime_s {
      * it keeps the loop alive until then. */
     uv_prepare_t prepare;
     void (*before_poll)(luvd_runtime_t *rt);
-    void *corked; /* ws.c: the first connection with corked frames */
+    void *corked;    /* ws.c: the first connection with corked frames */
+    void *cork_pool; /* ws.c: spare cork blocks, freed after a pass that took none */
+    unsigned cork_pool_n;
+    int cork_pool_busy;
     uv_signal_t *signals[LUVD_MAX_SIGNAL];
     int entry_ref;       /* loop.entry(fn, ...): call + drain ticks/microtasks */
     int timers_ref;      /* loop.process_timers(now) */

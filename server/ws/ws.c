@@ -36,6 +36,9 @@
  * connection (a send, a pong, a close frame, the FIN) writes the block
  * first, so frames keep their order; a dying connection drops it.
  * bufferedAmount counts corked bytes; "drain" is also heard from the hook.
+ * Written blocks go back to a per-runtime pool (a thousand receivers would
+ * otherwise malloc and free a thousand blocks every loop iteration), which
+ * the hook empties after a pass in which no block was taken.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +55,7 @@
 #define UTF8_BAD     0xFFFFFFFFu
 #define CORK_MAX     ((size_t)32 << 10)
 #define CORK_MIN     ((size_t)4 << 10)
+#define CORK_POOL    1024
 #define WS_ID(w)     ((double)(uintptr_t)(w))
 #define WS_PTR(d)    ((ws_t *)(uintptr_t)(d))
 #define GROUP_PTR(d) ((ws_group_t *)(uintptr_t)(d))
@@ -134,6 +138,7 @@ struct ws_s {
 typedef struct zcache_s {
     z_stream *defl[11][16]; /* [level + 1][window bits] */
     z_stream *infl;
+    luvd_runtime_t *rt; /* its cork pool goes with it, at lua_close */
 } zcache_t;
 
 struct ws_group_s {
@@ -456,6 +461,44 @@ static void cork_link(ws_t *w)
     luvd__before_poll_arm(rt);
 }
 
+/* A cork block of CORK_MIN bytes, a spare one if the runtime has one. */
+static blob_t *cork_block(luvd_runtime_t *rt)
+{
+    blob_t *b = rt->cork_pool;
+    rt->cork_pool_busy = 1;
+    if (b) {
+        memcpy(&rt->cork_pool, b->data, sizeof(void *));
+        rt->cork_pool_n--;
+    } else if (!(b = malloc(sizeof *b + CORK_MIN))) {
+        return NULL;
+    }
+    b->refs = 1;
+    b->len = 0;
+    return b;
+}
+
+/* Takes ownership of b (written, not shared): a spare, or freed. */
+static void cork_block_put(luvd_runtime_t *rt, blob_t *b, size_t cap)
+{
+    if (cap != CORK_MIN || rt->cork_pool_n >= CORK_POOL) {
+        free(b);
+        return;
+    }
+    memcpy(b->data, &rt->cork_pool, sizeof(void *));
+    rt->cork_pool = b;
+    rt->cork_pool_n++;
+}
+
+static void cork_pool_free(luvd_runtime_t *rt)
+{
+    blob_t *b;
+    while ((b = rt->cork_pool)) {
+        memcpy(&rt->cork_pool, b->data, sizeof(void *));
+        free(b);
+    }
+    rt->cork_pool_n = 0;
+}
+
 static void cork_drop(ws_t *w)
 {
     blob_unref(w->cork);
@@ -469,6 +512,7 @@ static void cork_drop(ws_t *w)
 static int cork_flush(ws_t *w)
 {
     blob_t *b = w->cork;
+    size_t cap = w->cork_cap;
     uv_buf_t buf;
     int rc;
     w->cork = NULL;
@@ -476,7 +520,10 @@ static int cork_flush(ws_t *w)
     buf.base = b->data;
     buf.len = b->len;
     rc = out_native(w, &buf, 1, b, 0);
-    blob_unref(b);
+    if (b->refs == 1)
+        cork_block_put(w->rt, b, cap);
+    else
+        blob_unref(b); /* a queued write holds the rest */
     return rc;
 }
 
@@ -497,20 +544,22 @@ static int cork_add(ws_t *w, const char *p, size_t n)
     }
     if (!c && s->h.stream.write_queue_size > 0)
         return 0; /* libuv queues it anyway: a share of the broadcast block */
-    need = (c ? c->len : 0) + n;
+    if (!c) {
+        if (!(c = cork_block(w->rt)))
+            return 0;
+        w->cork = c;
+        w->cork_cap = CORK_MIN;
+    }
+    need = c->len + n;
     if (need > w->cork_cap) {
-        size_t cap = w->cork_cap ? w->cork_cap * 2 : CORK_MIN;
+        size_t cap = w->cork_cap * 2;
         blob_t *nc;
         while (cap < need)
             cap *= 2;
         if (cap > CORK_MAX)
             cap = CORK_MAX;
         if (!(nc = realloc(c, sizeof *nc + cap)))
-            return 0;
-        if (!c) {
-            nc->refs = 1;
-            nc->len = 0;
-        }
+            return 0; /* out_native writes the block first */
         w->cork = c = nc;
         w->cork_cap = cap;
     }
@@ -538,6 +587,12 @@ static void flush_corked(luvd_runtime_t *rt)
             w->flags &= ~WF_WANT_DRAIN;
             emit0(w, EV_DRAIN);
         }
+    }
+    if (rt->cork_pool_busy) { /* look again after the next round */
+        rt->cork_pool_busy = 0;
+        luvd__before_poll_arm(rt);
+    } else {
+        cork_pool_free(rt);
     }
 }
 
@@ -1322,6 +1377,7 @@ static int zcache_gc(lua_State *L)
         for (int j = 0; j < 16; j++)
             zfree_defl(&zc->defl[i][j]);
     zfree_infl(&zc->infl);
+    cork_pool_free(zc->rt);
     return 0;
 }
 
@@ -1337,6 +1393,7 @@ static zcache_t *zcache_get(lua_State *L)
     lua_pushlightuserdata(L, (void *)&zcache_key);
     zc = lua_newuserdata(L, sizeof *zc);
     memset(zc, 0, sizeof *zc);
+    zc->rt = luvd__runtime_get(L);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, zcache_gc);
     lua_setfield(L, -2, "__gc");
