@@ -46,7 +46,7 @@ struct luvd_runtime_s {
     void (*before_poll)(luvd_runtime_t *rt);
     void *corked;    /* ws.c: the first connection with corked frames */
     void *cork_pool; /* ws.c: spare cork blocks, freed after a pass that took none */
-    unsigned cork_pool_n;
+    size_t cork_pool_bytes;
     int cork_pool_busy;
     uv_signal_t *signals[LUVD_MAX_SIGNAL];
     int entry_ref;       /* loop.entry(fn, ...): call + drain ticks/microtasks */

@@ -55,7 +55,7 @@
 #define UTF8_BAD     0xFFFFFFFFu
 #define CORK_MAX     ((size_t)32 << 10)
 #define CORK_MIN     ((size_t)4 << 10)
-#define CORK_POOL    1024
+#define CORK_POOL    ((size_t)16 << 20) /* most bytes of spare blocks */
 #define WS_ID(w)     ((double)(uintptr_t)(w))
 #define WS_PTR(d)    ((ws_t *)(uintptr_t)(d))
 #define GROUP_PTR(d) ((ws_group_t *)(uintptr_t)(d))
@@ -461,15 +461,19 @@ static void cork_link(ws_t *w)
     luvd__before_poll_arm(rt);
 }
 
-/* A cork block of CORK_MIN bytes, a spare one if the runtime has one. */
-static blob_t *cork_block(luvd_runtime_t *rt)
+/* A cork block, a spare one (with the room it grew to: a spare's len
+ * holds its cap, its data the next spare) if the runtime has one. */
+static blob_t *cork_block(luvd_runtime_t *rt, size_t *cap)
 {
     blob_t *b = rt->cork_pool;
     rt->cork_pool_busy = 1;
     if (b) {
         memcpy(&rt->cork_pool, b->data, sizeof(void *));
-        rt->cork_pool_n--;
-    } else if (!(b = malloc(sizeof *b + CORK_MIN))) {
+        *cap = b->len;
+        rt->cork_pool_bytes -= b->len;
+    } else if ((b = malloc(sizeof *b + CORK_MIN))) {
+        *cap = CORK_MIN;
+    } else {
         return NULL;
     }
     b->refs = 1;
@@ -480,13 +484,14 @@ static blob_t *cork_block(luvd_runtime_t *rt)
 /* Takes ownership of b (written, not shared): a spare, or freed. */
 static void cork_block_put(luvd_runtime_t *rt, blob_t *b, size_t cap)
 {
-    if (cap != CORK_MIN || rt->cork_pool_n >= CORK_POOL) {
+    if (rt->cork_pool_bytes + cap > CORK_POOL) {
         free(b);
         return;
     }
     memcpy(b->data, &rt->cork_pool, sizeof(void *));
+    b->len = cap;
     rt->cork_pool = b;
-    rt->cork_pool_n++;
+    rt->cork_pool_bytes += cap;
 }
 
 static void cork_pool_free(luvd_runtime_t *rt)
@@ -496,7 +501,7 @@ static void cork_pool_free(luvd_runtime_t *rt)
         memcpy(&rt->cork_pool, b->data, sizeof(void *));
         free(b);
     }
-    rt->cork_pool_n = 0;
+    rt->cork_pool_bytes = 0;
 }
 
 static void cork_drop(ws_t *w)
@@ -545,10 +550,9 @@ static int cork_add(ws_t *w, const char *p, size_t n)
     if (!c && s->h.stream.write_queue_size > 0)
         return 0; /* libuv queues it anyway: a share of the broadcast block */
     if (!c) {
-        if (!(c = cork_block(w->rt)))
+        if (!(c = cork_block(w->rt, &w->cork_cap)))
             return 0;
         w->cork = c;
-        w->cork_cap = CORK_MIN;
     }
     need = c->len + n;
     if (need > w->cork_cap) {
