@@ -221,4 +221,33 @@ describe("ws broadcast corking", function()
         assert.equal(0, code)
         assert.is_true(tonumber(delay) < 1000, delay .. " ms")
     end)
+
+    it("frames broadcast right before process.exit() still reach the peer", function()
+        testing.timeout(20000)
+        local cp = require "luvd.child_process"
+        local child = cp.spawn(process.execPath, { "-e", [[
+            local ws = require "luvd.ws"
+            local wss = ws.Server:new { port = 0, host = "127.0.0.1" }
+            wss:on("listening", function()
+                io.write("PORT ", wss:address().port, "\n")
+                io.stdout:flush()
+            end)
+            wss:on("connection", function()
+                for i = 1, 3 do wss:broadcast("last " .. i) end
+                process.exit(0)
+            end)
+        ]] })
+        local out, exited = "", nil
+        child.stdout:on("data", function(d) out = out .. d end)
+        child:on("exit", function(code) exited = code end)
+        testing.wait_until(function() return out:match("PORT %d+") ~= nil end, 10000)
+        local r = raw.connect(tonumber(out:match("PORT (%d+)")))
+        assert.equal(101, r.status)
+        local frames = read_frames(r, 3)
+        assert.equal(3, #frames)
+        for i = 1, 3 do assert.equal("last " .. i, frames[i].payload) end
+        testing.wait_until(function() return exited ~= nil end, 10000)
+        assert.equal(0, exited)
+        r:destroy()
+    end)
 end)

@@ -808,17 +808,25 @@ static void ws_end(ws_t *w)
     }
 }
 
-static void ws_kill(ws_t *w)
+/* A connection that dies (terminated, collected, the process exiting):
+ * its corked frames go out as far as the kernel takes them now, as they
+ * would have without corking; the rest is dropped. */
+static void cork_abandon(ws_t *w)
 {
-    if (w->cork && w->s && !(w->flags & WF_ENDED)) {
-        /* what the kernel takes now, as an uncorked write would have */
+    luvd_stream_t *s = w->s;
+    if (w->cork && s && !(w->flags & WF_ENDED) && !(s->flags & LUVD_SF_CLOSING)) {
         uv_buf_t b = uv_buf_init(w->cork->data, (unsigned)w->cork->len);
-        int k = uv_try_write(&w->s->h.stream, &b, 1);
+        int k = uv_try_write(&s->h.stream, &b, 1);
         if (k > 0)
-            w->s->bytes_written += (uint64_t)k;
+            s->bytes_written += (uint64_t)k;
     }
     cork_drop(w);
     cork_unlink(w);
+}
+
+static void ws_kill(ws_t *w)
+{
+    cork_abandon(w);
     if (w->s && !(w->flags & WF_ENDED)) {
         w->flags |= WF_ENDED;
         luvd__stream_close(w->s);
@@ -1636,6 +1644,7 @@ static int l_pong(lua_State *L)
 static int ws_gc(lua_State *L)
 {
     ws_t *w = luaL_checkudata(L, 1, WS_MT);
+    cork_abandon(w); /* lua_close, process.exit: what was broadcast goes out */
     if (w->s) {
         luvd_stream_t *s = w->s;
         s->sink = NULL;
@@ -1646,8 +1655,6 @@ static int ws_gc(lua_State *L)
         if (!(w->flags & WF_ENDED))
             luvd__stream_close(s);
     }
-    cork_drop(w);
-    cork_unlink(w);
     reset_input(w);
     zfree_defl(&w->defl);
     zfree_infl(&w->infl);
