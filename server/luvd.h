@@ -31,13 +31,23 @@ typedef struct luvd_options_s {
 
 /* One runtime per OS thread. Everything a run needs hangs from here; no C
  * code keeps per-run state in a static. */
-typedef struct luvd_runtime_s {
+typedef struct luvd_runtime_s luvd_runtime_t;
+struct luvd_runtime_s {
     uv_loop_t loop;
     lua_State *L;
     luvd_options_t opts;
     uv_timer_t timer; /* the one libuv timer behind every Lua timer */
     uv_check_t check; /* runs the immediate queue (unref'd) */
     uv_idle_t idle;   /* keeps poll from blocking while immediates wait */
+    /* Runs before_poll once before the loop next polls, after every phase
+     * (timers, reads, immediates, closes): armed by luvd__before_poll_arm,
+     * it keeps the loop alive until then. */
+    uv_prepare_t prepare;
+    void (*before_poll)(luvd_runtime_t *rt);
+    void *corked;    /* ws.c: the first connection with corked frames */
+    void *cork_pool; /* ws.c: spare cork blocks, freed after a pass that took none */
+    size_t cork_pool_bytes;
+    int cork_pool_busy;
     uv_signal_t *signals[LUVD_MAX_SIGNAL];
     int entry_ref;       /* loop.entry(fn, ...): call + drain ticks/microtasks */
     int timers_ref;      /* loop.process_timers(now) */
@@ -51,7 +61,7 @@ typedef struct luvd_runtime_s {
     struct luvd_worker_s *worker; /* a worker thread's runtime: its worker */
     int pcall_depth;              /* protected calls into Lua under way: a stopping
                                    * runtime's hook raises only inside one */
-} luvd_runtime_t;
+};
 
 /* ---- runtime.c ---------------------------------------------------------- */
 luvd_runtime_t *luvd_runtime_new(const luvd_options_t *opts, int argc, char **argv);
@@ -111,6 +121,8 @@ void luvd_timer_stop(luvd_runtime_t *rt);
 void luvd_timer_ref(luvd_runtime_t *rt, int ref);
 void luvd_immediate_count(luvd_runtime_t *rt, int count, int refed);
 int luvd__timers_init(luvd_runtime_t *rt);
+/* rt->before_poll runs once before the loop next polls. O(1); idempotent. */
+void luvd__before_poll_arm(luvd_runtime_t *rt);
 
 /* ---- loop/signals.c ----------------------------------------------------- */
 int luvd__open_signals(lua_State *L);

@@ -30,6 +30,15 @@ static void on_idle(uv_idle_t *i)
     (void)i;
 }
 
+/* Stopped first: a hook that wants another round arms it again. */
+static void on_prepare(uv_prepare_t *p)
+{
+    luvd_runtime_t *rt = p->data;
+    uv_prepare_stop(p);
+    if (rt->before_poll)
+        rt->before_poll(rt);
+}
+
 /* ---- FFI entry points ---------------------------------------------------- */
 
 /* Whole milliseconds of the precise monotonic clock, fresh at each call as
@@ -86,6 +95,15 @@ void luvd_immediate_count(luvd_runtime_t *rt, int count, int refed)
     }
 }
 
+/* Prepare runs after every phase that may call Lua and before poll, so a
+ * hook armed anywhere runs before the loop waits for I/O. While armed the
+ * handle is active and ref'd: the loop does not end with work pending. */
+void luvd__before_poll_arm(luvd_runtime_t *rt)
+{
+    if (!uv_is_active((uv_handle_t *)&rt->prepare))
+        uv_prepare_start(&rt->prepare, on_prepare);
+}
+
 int luvd__timers_init(luvd_runtime_t *rt)
 {
     int rc;
@@ -100,5 +118,8 @@ int luvd__timers_init(luvd_runtime_t *rt)
     if ((rc = uv_idle_init(&rt->loop, &rt->idle)) < 0)
         return rc;
     rt->idle.data = rt;
+    if ((rc = uv_prepare_init(&rt->loop, &rt->prepare)) < 0)
+        return rc;
+    rt->prepare.data = rt;
     return 0;
 }

@@ -26,6 +26,19 @@
  * copied into a write request. bufferedAmount is the socket's queue.
  * A broadcast frames (and compresses, where receivers can share it) once
  * and queues one refcounted block for every receiver that needs queuing.
+ *
+ * Corking. A broadcast to a plain socket with nothing queued does not
+ * write: it appends the frame to the connection's cork block (made on
+ * demand, at most CORK_MAX bytes) and links the connection into the
+ * runtime's corked list. The runtime's prepare hook (before the loop polls)
+ * writes each block with one syscall, so the many messages one read
+ * brings cost a receiver one write, not one each. Any other write on the
+ * connection (a send, a pong, a close frame, the FIN) writes the block
+ * first, so frames keep their order; a dying connection drops it.
+ * bufferedAmount counts corked bytes; "drain" is also heard from the hook.
+ * Written blocks go back to a per-runtime pool (a thousand receivers would
+ * otherwise malloc and free a thousand blocks every loop iteration), which
+ * the hook empties after a pass in which no block was taken.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +53,9 @@
 #define CTL_MAX      125
 #define RESERVE_MAX  ((size_t)1 << 20)
 #define UTF8_BAD     0xFFFFFFFFu
+#define CORK_MAX     ((size_t)32 << 10)
+#define CORK_MIN     ((size_t)4 << 10)
+#define CORK_POOL    ((size_t)16 << 20) /* most bytes of spare blocks */
 #define WS_ID(w)     ((double)(uintptr_t)(w))
 #define WS_PTR(d)    ((ws_t *)(uintptr_t)(d))
 #define GROUP_PTR(d) ((ws_group_t *)(uintptr_t)(d))
@@ -73,7 +89,8 @@ enum {
     WF_ENDED = 1 << 9,      /* the stream closed (or is closing) */
     WF_WANT_DRAIN = 1 << 10,
     WF_STARTED = 1 << 11,
-    WF_PONG = 1 << 12, /* a pong came since the last heartbeat round */
+    WF_PONG = 1 << 12,   /* a pong came since the last heartbeat round */
+    WF_CORKED = 1 << 13, /* in the runtime's corked list */
 };
 
 enum { ST_HEAD = 0, ST_PAYLOAD };
@@ -86,8 +103,11 @@ struct ws_s {
     luvd_runtime_t *rt;
     ws_group_t *group;
     ws_t *gprev, *gnext;
-    int owner_ref; /* the Lua connection object, until the end */
-    int self_ref;  /* this userdata, as long: Lua holds only the address */
+    ws_t *cprev, *cnext; /* the runtime's corked list (rt->corked) */
+    struct blob_s *cork; /* frames to write before the loop polls */
+    size_t cork_cap;     /* the cork's room for data */
+    int owner_ref;       /* the Lua connection object, until the end */
+    int self_ref;        /* this userdata, as long: Lua holds only the address */
     uint32_t flags;
     uint32_t utf8;
     uint64_t max_payload;
@@ -118,6 +138,7 @@ struct ws_s {
 typedef struct zcache_s {
     z_stream *defl[11][16]; /* [level + 1][window bits] */
     z_stream *infl;
+    luvd_runtime_t *rt; /* its cork pool goes with it, at lua_close */
 } zcache_t;
 
 struct ws_group_s {
@@ -372,6 +393,8 @@ static void emit_str(ws_t *w, int ev, const char *p, size_t n)
 /* ---- writing ------------------------------------------------------------------- */
 
 static void ws_end(ws_t *w);
+static int out_native(ws_t *w, uv_buf_t *bufs, unsigned n, blob_t *blob, int notify);
+static int cork_flush(ws_t *w);
 
 static void blob_unref(blob_t *b)
 {
@@ -383,7 +406,7 @@ static size_t ws_queued(ws_t *w)
 {
     if (!w->s || (w->flags & WF_ENDED))
         return 0;
-    return w->s->ops->queued(w->s);
+    return w->s->ops->queued(w->s) + (w->cork ? w->cork->len : 0);
 }
 
 static void wreq_done(luvd_write_t *lw, int status)
@@ -404,6 +427,179 @@ static void wreq_done(luvd_write_t *lw, int status)
     }
 }
 
+/* ---- corking ---------------------------------------------------------------------- */
+
+static void cork_unlink(ws_t *w)
+{
+    if (!(w->flags & WF_CORKED))
+        return;
+    if (w->cprev)
+        w->cprev->cnext = w->cnext;
+    else
+        w->rt->corked = w->cnext;
+    if (w->cnext)
+        w->cnext->cprev = w->cprev;
+    w->cprev = w->cnext = NULL;
+    w->flags &= ~WF_CORKED;
+}
+
+static void flush_corked(luvd_runtime_t *rt);
+
+static void cork_link(ws_t *w)
+{
+    luvd_runtime_t *rt = w->rt;
+    ws_t *head = rt->corked;
+    if (w->flags & WF_CORKED)
+        return;
+    w->flags |= WF_CORKED;
+    w->cprev = NULL;
+    w->cnext = head;
+    if (head)
+        head->cprev = w;
+    rt->corked = w;
+    rt->before_poll = flush_corked;
+    luvd__before_poll_arm(rt);
+}
+
+/* A cork block, a spare one (with the room it grew to: a spare's len
+ * holds its cap, its data the next spare) if the runtime has one. */
+static blob_t *cork_block(luvd_runtime_t *rt, size_t *cap)
+{
+    blob_t *b = rt->cork_pool;
+    rt->cork_pool_busy = 1;
+    if (b) {
+        memcpy(&rt->cork_pool, b->data, sizeof(void *));
+        *cap = b->len;
+        rt->cork_pool_bytes -= b->len;
+    } else if ((b = malloc(sizeof *b + CORK_MIN))) {
+        *cap = CORK_MIN;
+    } else {
+        return NULL;
+    }
+    b->refs = 1;
+    b->len = 0;
+    return b;
+}
+
+/* Takes ownership of b (written, not shared): a spare, or freed. */
+static void cork_block_put(luvd_runtime_t *rt, blob_t *b, size_t cap)
+{
+    if (rt->cork_pool_bytes + cap > CORK_POOL) {
+        free(b);
+        return;
+    }
+    memcpy(b->data, &rt->cork_pool, sizeof(void *));
+    b->len = cap;
+    rt->cork_pool = b;
+    rt->cork_pool_bytes += cap;
+}
+
+static void cork_pool_free(luvd_runtime_t *rt)
+{
+    blob_t *b;
+    while ((b = rt->cork_pool)) {
+        memcpy(&rt->cork_pool, b->data, sizeof(void *));
+        free(b);
+    }
+    rt->cork_pool_bytes = 0;
+}
+
+static void cork_drop(ws_t *w)
+{
+    blob_unref(w->cork);
+    w->cork = NULL;
+    w->cork_cap = 0;
+}
+
+/* Writes the cork block (through out_native: what the kernel does not take
+ * is queued as a share of it). The connection stays linked: the hook
+ * still checks for "drain". */
+static int cork_flush(ws_t *w)
+{
+    blob_t *b = w->cork;
+    size_t cap = w->cork_cap;
+    uv_buf_t buf;
+    int rc;
+    w->cork = NULL;
+    w->cork_cap = 0;
+    buf.base = b->data;
+    buf.len = b->len;
+    rc = out_native(w, &buf, 1, b, 0);
+    if (b->refs == 1)
+        cork_block_put(w->rt, b, cap);
+    else
+        blob_unref(b); /* a queued write holds the rest */
+    return rc;
+}
+
+/* Appends a broadcast frame to w's cork block. 1: corked; 0: not a
+ * connection to cork now (write it); < 0: flushing the block failed. */
+static int cork_add(ws_t *w, const char *p, size_t n)
+{
+    luvd_stream_t *s = w->s;
+    blob_t *c = w->cork;
+    size_t need;
+    int rc;
+    if (s->ops != &luvd__uv_stream_ops || (w->flags & (WF_CLIENT | WF_ENDING)) || n > CORK_MAX)
+        return 0;
+    if (c && c->len + n > CORK_MAX) {
+        if ((rc = cork_flush(w)) < 0)
+            return rc;
+        c = NULL;
+    }
+    if (!c && s->h.stream.write_queue_size > 0)
+        return 0; /* libuv queues it anyway: a share of the broadcast block */
+    if (!c) {
+        if (!(c = cork_block(w->rt, &w->cork_cap)))
+            return 0;
+        w->cork = c;
+    }
+    need = c->len + n;
+    if (need > w->cork_cap) {
+        size_t cap = w->cork_cap * 2;
+        blob_t *nc;
+        while (cap < need)
+            cap *= 2;
+        if (cap > CORK_MAX)
+            cap = CORK_MAX;
+        if (!(nc = realloc(c, sizeof *nc + cap)))
+            return 0; /* out_native writes the block first */
+        w->cork = c = nc;
+        w->cork_cap = cap;
+    }
+    memcpy(c->data + c->len, p, n);
+    c->len += n;
+    cork_link(w);
+    return 1;
+}
+
+/* The runtime's before_poll hook: writes every corked block, then says
+ * "drain" where it is due (the hook may run Lua, which may cork more:
+ * those are written in the same pass). */
+static void flush_corked(luvd_runtime_t *rt)
+{
+    ws_t *w;
+    while ((w = rt->corked)) {
+        cork_unlink(w);
+        if (!w->s || (w->flags & WF_ENDED)) {
+            cork_drop(w);
+            continue;
+        }
+        if (w->cork && cork_flush(w) < 0)
+            continue;
+        if ((w->flags & WF_WANT_DRAIN) && ws_queued(w) < w->hwm) {
+            w->flags &= ~WF_WANT_DRAIN;
+            emit0(w, EV_DRAIN);
+        }
+    }
+    if (rt->cork_pool_busy) { /* look again after the next round */
+        rt->cork_pool_busy = 0;
+        luvd__before_poll_arm(rt);
+    } else {
+        cork_pool_free(rt);
+    }
+}
+
 /* Native mode: writes the buffers (which the caller keeps only for this
  * call), or a share of blob. Returns 0 when written now, 1 when queued,
  * or a negative error. */
@@ -417,6 +613,8 @@ static int out_native(ws_t *w, uv_buf_t *bufs, unsigned n, blob_t *blob, int not
     uv_buf_t one;
     if (!s || (w->flags & WF_ENDED))
         return UV_EPIPE;
+    if (w->cork && (rc = cork_flush(w)) < 0)
+        return rc;
     for (i = 0; i < n; i++)
         total += bufs[i].len;
     if (s->ops == &luvd__uv_stream_ops) {
@@ -600,6 +798,8 @@ static void ws_end(ws_t *w)
 {
     if ((w->flags & (WF_ENDING | WF_ENDED)) || (w->flags & WF_FED) || !w->s)
         return;
+    if (w->cork)
+        cork_flush(w); /* the FIN goes after the corked frames */
     w->flags |= WF_ENDING;
     w->s->ops->read_stop(w->s);
     if (luvd_stream_shutdown(w->s) < 0) {
@@ -608,8 +808,25 @@ static void ws_end(ws_t *w)
     }
 }
 
+/* A connection that dies (terminated, collected, the process exiting):
+ * its corked frames go out as far as the kernel takes them now, as they
+ * would have without corking; the rest is dropped. */
+static void cork_abandon(ws_t *w)
+{
+    luvd_stream_t *s = w->s;
+    if (w->cork && s && !(w->flags & WF_ENDED) && !(s->flags & LUVD_SF_CLOSING)) {
+        uv_buf_t b = uv_buf_init(w->cork->data, (unsigned)w->cork->len);
+        int k = uv_try_write(&s->h.stream, &b, 1);
+        if (k > 0)
+            s->bytes_written += (uint64_t)k;
+    }
+    cork_drop(w);
+    cork_unlink(w);
+}
+
 static void ws_kill(ws_t *w)
 {
+    cork_abandon(w);
     if (w->s && !(w->flags & WF_ENDED)) {
         w->flags |= WF_ENDED;
         luvd__stream_close(w->s);
@@ -690,6 +907,8 @@ static void stream_event(luvd_stream_t *s, int ev, int status)
     s->sink_data = NULL;
     s->on_event = NULL;
     s->event_data = NULL;
+    cork_drop(w);
+    cork_unlink(w);
     reset_input(w);
     zfree_defl(&w->defl);
     zfree_infl(&w->infl);
@@ -1170,6 +1389,7 @@ static int zcache_gc(lua_State *L)
         for (int j = 0; j < 16; j++)
             zfree_defl(&zc->defl[i][j]);
     zfree_infl(&zc->infl);
+    cork_pool_free(zc->rt);
     return 0;
 }
 
@@ -1185,6 +1405,7 @@ static zcache_t *zcache_get(lua_State *L)
     lua_pushlightuserdata(L, (void *)&zcache_key);
     zc = lua_newuserdata(L, sizeof *zc);
     memset(zc, 0, sizeof *zc);
+    zc->rt = luvd__runtime_get(L);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, zcache_gc);
     lua_setfield(L, -2, "__gc");
@@ -1423,6 +1644,7 @@ static int l_pong(lua_State *L)
 static int ws_gc(lua_State *L)
 {
     ws_t *w = luaL_checkudata(L, 1, WS_MT);
+    cork_abandon(w); /* lua_close, process.exit: what was broadcast goes out */
     if (w->s) {
         luvd_stream_t *s = w->s;
         s->sink = NULL;
@@ -1478,6 +1700,7 @@ static int l_broadcast(lua_State *L)
     for (w = g->first; w; w = next) {
         blob_t *b;
         uv_buf_t buf;
+        int rc;
         next = w->gnext;
         if (w == except || (w->flags & (WF_FED | WF_SENT_CLOSE | WF_ENDED | WF_FAILED)) || !w->s)
             continue;
@@ -1522,6 +1745,13 @@ static int l_broadcast(lua_State *L)
             }
             b = plain;
         }
+        rc = cork_add(w, b->data, b->len);
+        if (rc > 0) {
+            count++;
+            goto queued;
+        }
+        if (rc < 0)
+            continue;
         buf.base = b->data;
         buf.len = b->len;
         if (out_native(w, &buf, 1, b, 0) >= 0)
