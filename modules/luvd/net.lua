@@ -827,7 +827,7 @@ end
 local function native_mark(rec, on)
     local src, raw, dst = rec.src, rec.raw, rec.dst
     if on then
-        if src._isNetSocket or src._isTLSSocket then src._npipe = rec end
+        if src._isNetSocket or src._isTLSSocket or src._nsrc then src._npipe = rec end
         if raw then raw._npipe = rec end
         dst._npipe_out = rec
         return

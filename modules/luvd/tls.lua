@@ -814,7 +814,7 @@ end
 
 function TLSSocket:_destroy(err, cb)
     local nfile = self._nfile
-    if nfile then nfile:stop() end
+    if nfile then nfile:stop(true) end
     if self._npipe then net._nativeUnpipe(self._npipe, self) end
     if self._hsTimer then
         loop.clearTimeout(self._hsTimer)
@@ -941,6 +941,7 @@ local PIPE_DST_ERROR = core.PIPE_DST_ERROR
 
 local FileSink = {}
 FileSink.__index = FileSink
+FileSink.lua_follows = true -- the Lua pipe set up beside it goes on after stop()
 
 local function sink_settle(rec, bytes)
     if rec.settled then return end
@@ -959,17 +960,30 @@ local function sink_settle(rec, bytes)
     end
 end
 
--- rec:stop(): a destroy of either side (luvd.fs calls it for the file), or a
--- second pipe: the tcp socket's reads are Lua's again from here on.
-function FileSink:stop()
-    if self.settled then return end
-    local now, bytes = core.file_sink_stop(self.ud)
-    if now then sink_settle(self, bytes) end
-    self.src._nfile = false
-    local raw = self.src._raw
+-- The tcp socket is Lua's again (C stopped reading it): a later resume reads.
+local function raw_back(src)
+    local raw = src._raw
     if not raw.destroyed and raw._reading then
-        raw._reading = false -- C stopped it
+        raw._reading = false
         raw:push("")
+    end
+end
+
+-- rec:stop([drop]): a destroy of either side (luvd.fs calls it for the file),
+-- an unpipe, a pause or a second pipe: the tcp socket's reads are Lua's
+-- again from here on. What C decrypted and did not write yet is written
+-- first, unless drop (the socket is being destroyed); Lua reads the tcp
+-- socket again only once C's last write is done, so that the Lua pipe's
+-- writes into the file come after it.
+function FileSink:stop(drop)
+    if self.settled or self.stopping then return end
+    local now, bytes = core.file_sink_stop(self.ud, not drop)
+    self.src._nfile = false
+    if now then
+        sink_settle(self, bytes)
+        raw_back(self.src)
+    else
+        self.stopping = true -- FK_STOPPED follows
     end
 end
 
@@ -998,6 +1012,8 @@ local function sink_done(rec, kind, status, syscall, bytes)
         end
     elseif kind == PIPE_DST_ERROR then
         if not dst.destroyed then dst:destroy(errors.uv(status, syscall or "write")) end
+    else
+        raw_back(src) -- stopped
     end
 end
 
@@ -1009,17 +1025,37 @@ local function file_sink_ok(self, dst)
         return false
     end
     local raw, r, w = self._raw, self._readableState, dst._writableState
-    if not self._secured or self.destroyed or self._ended or self._rawPaused or self._nfile
-        or r.length > 0 or r.ended or r.decoder or #r.pipes > 0
+    if not self._secured or self.destroyed or self._ended or self._nfile or self._npipe
+        or self._sniPending or r.ended or r.decoder or r.objectMode or #r.pipes > 0
         or self:listenerCount("data") > 0 or self:listenerCount("readable") > 0 then
         return false
     end
     if type(raw) ~= "table" or not raw._isNetSocket or not raw._ptr or raw._npipe
-        or raw.destroyed or raw._readableState.length > 0 or raw._readableState.ended then
+        or raw._nfile or raw.destroyed or raw.connecting or raw._readableState.ended
+        or raw:listenerCount("data") ~= 1 then
         return false
     end
     return dst.fd and not dst._io and not dst._zpipe and not dst._splice and not dst.destroyed
         and not w.ending and w.length == 0 and w.corked == 0 and not w.errored
+end
+
+-- Readies a TLS socket for C to read its tcp socket: the ciphertext the tcp
+-- socket holds goes through the engine first ("data"), and Lua's flow of
+-- the tcp socket resumes (C reads it at its own pace). -> true and the
+-- plaintext the TLS socket had buffered (nil: none), or false.
+local function take_over(self)
+    local raw, r = self._raw, self._readableState
+    if raw._readableState.length > 0 then raw:read() end
+    if self.destroyed or self._ended or r.ended or raw._readableState.length > 0 then
+        return false
+    end
+    local buffered = nil
+    if r.length > 0 then buffered = self:read() end
+    if self._rawPaused then
+        self._rawPaused = false
+        raw:resume()
+    end
+    return true, buffered
 end
 
 -- A TLS socket is a native source too (luvd.net's _nativeSource): C reads
@@ -1042,18 +1078,8 @@ function TLSSocket:_nativeSource()
         or raw:listenerCount("data") ~= 1 then
         return nil
     end
-    -- ciphertext the tcp socket holds goes through the engine first ("data")
-    if raw._readableState.length > 0 then raw:read() end
-    if self.destroyed or self._ended or r.ended or raw._readableState.length > 0 then
-        return nil
-    end
-    local buffered = nil
-    if r.length > 0 then buffered = self:read() end
-    if self._rawPaused then
-        -- C reads the tcp socket at its own pace; Lua's flow resumes with it
-        self._rawPaused = false
-        raw:resume()
-    end
+    local ok, buffered = take_over(self)
+    if not ok then return nil end
     return raw._handle, buffered, self._conn
 end
 
@@ -1094,16 +1120,21 @@ function TLSSocket:unpipe(dst)
         d:emit("unpipe", self)
         return self
     end
+    local nfile = self._nfile
+    if nfile and (dst == nil or dst == nfile.dst) then nfile:stop() end
     return Duplex.unpipe(self, dst)
 end
 
--- As net.Socket's: a paused source goes on through the Lua pipe.
+-- As net.Socket's: a paused source goes on through the Lua pipe (a file
+-- sink: the Lua pipe beside it takes over, paused).
 function TLSSocket:pause()
     local rec = self._npipe
     if rec then
         net._nativeUnpipe(rec, nil)
         Duplex.pipe(self, rec.tls or rec.dst, rec.opts or nil)
     end
+    local nfile = self._nfile
+    if nfile then nfile:stop() end
     return Duplex.pause(self)
 end
 
@@ -1126,13 +1157,16 @@ function TLSSocket:pipe(dst, opts)
     if not nfile and (net._nativePipe(self, dst, opts) or tls._nativePipe(self, dst, opts)) then
         return dst
     end
-    if file_sink_ok(self, dst) then
-        local rec = setmetatable({ src = self, dst = dst, ud = false, settled = false },
-            FileSink)
+    local ok, buffered = false, nil
+    if not nfile and file_sink_ok(self, dst) then ok, buffered = take_over(self) end
+    if ok then
+        local rec = setmetatable({ src = self, dst = dst, ud = false, settled = false,
+                                   stopping = false }, FileSink)
         local ud = core.stream_to_file(self._raw._handle, dst.fd, dst.pos or -1, 1048576,
             function(kind, status, syscall, bytes)
                 return sink_done(rec, kind, status, syscall, bytes)
-            end, self._conn)
+            end, self._conn, buffered or false)
+        if not ud and buffered then self:unshift(buffered) end
         if ud then
             rec.ud = ud
             self._nfile, dst._zpipe, dst._io = rec, rec, true
