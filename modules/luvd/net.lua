@@ -983,7 +983,7 @@ function Socket:unpipe(dst)
         return self
     end
     local nfile = self._nfile
-    if nfile and nfile.lua_follows and (dst == nil or dst == nfile.dst) then
+    if nfile and nfile.lua_follows and (dst == nil or dst == nfile.dst or dst == nfile.z) then
         if nfile.cancel then nfile:cancel() else nfile:stop() end
     end
     return Duplex.unpipe(self, dst)
@@ -998,10 +998,20 @@ function Socket:pause()
         Duplex.pipe(self, rec.tls or rec.dst, rec.opts or nil)
     end
     -- a file sink: the Lua pipe beside it takes over (paused); a zlib pipe
-    -- cannot hand its context back and goes on
+    -- holds (C reads no more) until resume()
     local nfile = self._nfile
-    if nfile and nfile.lua_follows then nfile:stop() end
+    if nfile and nfile.hold then
+        nfile:hold(true)
+    elseif nfile and nfile.lua_follows then
+        nfile:stop()
+    end
     return Duplex.pause(self)
+end
+
+function Socket:resume()
+    local nfile = self._nfile
+    if nfile and nfile.hold then nfile:hold(false) end
+    return Duplex.resume(self)
 end
 
 -- socket:pipe(fs.createWriteStream(f)) moves the bytes without Lua: the

@@ -236,6 +236,12 @@ function ZlibStream:initialize(mode, fname, opts)
 end
 
 function ZlibStream:_transform(chunk, _, cb)
+    local rec = self._znative
+    if rec and rec ~= true then
+        -- a native pipe stopping: its context is C's until it settles
+        rec.pending = function() return self:_transform(chunk, nil, cb) end
+        return
+    end
     local h = self._handle
     if not h then return cb() end
     self._zcb = cb
@@ -244,6 +250,11 @@ function ZlibStream:_transform(chunk, _, cb)
 end
 
 function ZlibStream:_flush(cb)
+    local rec = self._znative
+    if rec and rec ~= true then
+        rec.pending = function() return self:_flush(cb) end
+        return
+    end
     local h = self._handle
     if not h or self._znative then return cb() end -- C finished it (native pipe)
     self._zcb = cb
@@ -291,15 +302,21 @@ end
 -- A connected net.Socket that nobody else reads is a source too
 -- (socket:pipe(gunzip):pipe(file), pipeline(socket, gzip, socket)): C reads
 -- it into the pool jobs' input, a slice at most, and reads no faster than
--- the jobs and the sink go; what it had buffered goes in first.
+-- the jobs and the sink go; what it had buffered goes in first. A pause of
+-- the socket holds the pipe (no read, no new job) until its resume; an
+-- unpipe or a second pipe stops it: the output of the job out is written,
+-- the bytes C read and fed to no job go back into the socket (unshift),
+-- and z goes on in Lua with the same context.
 
 local ZP_END, ZP_SRC_ERROR = core.ZP_END, core.ZP_SRC_ERROR
 local ZP_DST_ERROR, ZP_ZLIB_ERROR = core.ZP_DST_ERROR, core.ZP_ZLIB_ERROR
+local ZP_STOPPED = core.ZP_STOPPED
 local next_tick = loop.next_tick
 local errors_mod -- luvd.errors, loaded on first use
 
 local Native = {}
 Native.__index = Native
+Native.lua_follows = true -- the Lua pipes set up beside it go on after stop()
 
 local function after_io(self)
     self._io = false
@@ -310,8 +327,9 @@ local function after_io(self)
     end
 end
 
--- Counters and descriptors back to Lua; once.
-local function settle(rec, nin, nout)
+-- Counters and descriptors back to Lua; once. stopped: z's context is
+-- Lua's again (else C finished it, or it failed).
+local function settle(rec, nin, nout, stopped)
     if rec.settled then return end
     rec.settled = true
     local src, z, dst = rec.src, rec.z, rec.dst
@@ -323,7 +341,7 @@ local function settle(rec, nin, nout)
         src.bytesRead, src._left = src.bytesRead + nin, src._left - nin
         if src.pos then src.pos = src.pos + nin end
     end
-    z._znative = true
+    z._znative = not stopped
     z.bytesWritten = z.bytesWritten + nin
     if rec.file then
         dst._zpipe = false
@@ -334,6 +352,11 @@ local function settle(rec, nin, nout)
         dst.bytesWritten = dst.bytesWritten + nout
     end
     if not rec.sock then after_io(src) end
+    local pending = rec.pending
+    if pending then
+        rec.pending = false
+        pending()
+    end
 end
 
 -- A socket source is Lua's again: a later resume reads it.
@@ -343,20 +366,32 @@ local function socket_back(src)
     src:push("")
 end
 
--- rec:stop(): a destroy of any of the three stops the pipe.
-function Native:stop()
-    if self.settled then return end
-    if core.zlib_pipe_stop(self.ud) then
-        settle(self, core.zlib_pipe_info(self.ud))
-    end
+-- rec:stop([drop]): a destroy of any of the three (drop: the socket's),
+-- an unpipe or a second pipe stops the pipe.
+function Native:stop(drop)
+    if self.settled or self.stopping then return end
+    self.stopping = true
+    local now, rest = core.zlib_pipe_stop(self.ud)
+    local src = self.src
     if self.sock then
-        self.src._nfile = false
-        socket_back(self.src)
+        src._nfile = false
+        if rest ~= "" and not drop and not src.destroyed then src:unshift(rest) end
     end
+    if now then
+        local nin, nout = core.zlib_pipe_info(self.ud)
+        settle(self, nin, nout, true)
+    end
+    if self.sock then socket_back(src) end
+end
+
+-- rec:hold(on): the socket source paused (on) or resumed.
+function Native:hold(on)
+    if self.settled or self.stopping or not self.sock then return end
+    core.zlib_pipe_hold(self.ud, on)
 end
 
 local function native_done(rec, kind, status, what, nin, nout)
-    settle(rec, nin, nout)
+    settle(rec, nin, nout, kind == ZP_STOPPED)
     local src, z, dst = rec.src, rec.z, rec.dst
     errors_mod = errors_mod or require "luvd.errors"
     if rec.sock then src._reading = false end

@@ -929,7 +929,12 @@ static int l_zstream_close(lua_State *L)
  * input); reading stops while the buffer is full and goes on when a job
  * took it, so a slow sink holds the socket back. Its end is the input's
  * end (Z_FINISH). The stream goes back to Lua (not reading) at the report
- * or at zlib_pipe_stop; a close of the stream stops nothing by itself. */
+ * or at zlib_pipe_stop; a close of the stream stops nothing by itself.
+ * zlib_pipe_hold(ud, on): a paused source. On: the stream is read no more
+ * and no job starts (the one out finishes, its output is written); off:
+ * both go on. A stop hands back what was read and not fed to a job yet
+ * (its second result), and writes the output of the job still out: the
+ * context can go on in Lua after ZP_STOPPED, nothing lost or repeated. */
 
 #define ZPIPE_MT       "luvd.zlib.pipe"
 #define ZPIPE_SLICE    ((size_t)256 << 10)
@@ -953,7 +958,8 @@ struct zpipe_s {
     unsigned char *ibuf; /* its reads waiting for the next job */
     size_t ilen, icap;
     int src_eof;    /* the stream ended: the next job finishes */
-    int src_paused; /* reading stopped: ibuf is full */
+    int src_paused; /* reading stopped: ibuf is full, or held */
+    int held;       /* zlib_pipe_hold: no reads, no jobs */
     int src_ref;
     int src_fd, dst_fd;
     int64_t src_pos, dst_pos, left;
@@ -1172,7 +1178,7 @@ static int zpipe_src_take(zpipe_t *p)
     p->ibuf = b;
     p->icap = cap;
     p->ilen = 0;
-    if (p->src_paused && !p->src_eof && zpipe_src_usable(p->src)) {
+    if (p->src_paused && !p->held && !p->src_eof && zpipe_src_usable(p->src)) {
         p->src_paused = 0;
         if ((rc = p->src->ops->read_start(p->src)) < 0)
             zpipe_fail(p, ZP_SRC_ERROR, rc, "read");
@@ -1202,7 +1208,7 @@ static void zpipe_src_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     if (nread > 0) {
         p->ilen += (size_t)nread;
-        if (p->ilen >= ZPIPE_SLICE && !p->src_paused) {
+        if ((p->ilen >= ZPIPE_SLICE || p->held) && !p->src_paused) {
             p->src_paused = 1;
             s->ops->read_stop(s);
         }
@@ -1226,13 +1232,15 @@ static void zpipe_next(zpipe_t *p)
     int rc;
     if (p->busy || p->reported)
         return;
-    if (p->stop && !p->kind)
+    if (p->stop && !p->kind && !p->finished) /* finished: the end, all written */
         zpipe_fail(p, ZP_STOPPED, 0, NULL);
     if (p->kind || p->finished) {
         if (p->inflight == 0)
             zpipe_report(p);
         return;
     }
+    if (p->held)
+        return; /* zlib_pipe_hold(ud, false) comes back here */
     if (p->dst && p->dst->ops->queued(p->dst) >= p->hwm)
         return; /* a write's callback comes back here */
     if (p->src && zpipe_src_take(p) == 0)
@@ -1268,8 +1276,8 @@ static void zpipe_write_stream(zpipe_t *p)
     zpipe_out_t *o;
     uv_buf_t buf;
     int rc;
-    if (c->out_len == 0 || p->kind)
-        return;
+    if (c->out_len == 0 || (p->kind && p->kind != ZP_STOPPED))
+        return; /* a stop keeps what the context made: Lua goes on after it */
     if (!(o = calloc(1, sizeof *o))) {
         zpipe_fail(p, ZP_DST_ERROR, UV_ENOMEM, "write");
         return;
@@ -1399,14 +1407,23 @@ static int l_zlib_pipe(lua_State *L)
     return 1;
 }
 
+/* Pushes what a stream source read and no job took (and forgets it). */
+static void zpipe_push_rest(lua_State *L, zpipe_t *p)
+{
+    lua_pushlstring(L, p->ibuf ? (const char *)p->ibuf : "", p->ilen);
+    p->ilen = 0;
+}
+
 /* zlib_pipe_stop(ud) -> true: stopped now, no callback; false: ZP_STOPPED
- * follows once the job or the writes out come back. */
+ * follows once the job or the writes out come back. The second result:
+ * the bytes a stream source read that no job took, Lua's again. */
 static int l_zlib_pipe_stop(lua_State *L)
 {
     zpipe_t **ud = luaL_checkudata(L, 1, ZPIPE_MT), *p = *ud;
     if (!p || p->reported) {
         lua_pushboolean(L, 1);
-        return 1;
+        lua_pushliteral(L, "");
+        return 2;
     }
     p->stop = 1;
     zpipe_src_detach(p); /* the stream is Lua's again at once */
@@ -1414,10 +1431,40 @@ static int l_zlib_pipe_stop(lua_State *L)
         p->detached = 1;
         zpipe_report(p);
         lua_pushboolean(L, 1);
-        return 1;
+    } else {
+        lua_pushboolean(L, 0);
     }
-    lua_pushboolean(L, 0);
-    return 1;
+    zpipe_push_rest(L, p);
+    return 2;
+}
+
+/* zlib_pipe_hold(ud, on): a paused source (see above) */
+static int l_zlib_pipe_hold(lua_State *L)
+{
+    zpipe_t **ud = luaL_checkudata(L, 1, ZPIPE_MT), *p = *ud;
+    luvd_stream_t *s;
+    int rc;
+    if (!p || p->reported || p->stop)
+        return 0;
+    s = p->src && p->src->sink_data == p && zpipe_src_usable(p->src) ? p->src : NULL;
+    if (lua_toboolean(L, 2)) {
+        p->held = 1;
+        if (s && !p->src_paused && !p->src_eof) {
+            p->src_paused = 1;
+            s->ops->read_stop(s);
+        }
+        return 0;
+    }
+    if (!p->held)
+        return 0;
+    p->held = 0;
+    if (s && p->src_paused && !p->src_eof && p->ilen < ZPIPE_SLICE) {
+        p->src_paused = 0;
+        if ((rc = s->ops->read_start(s)) < 0)
+            zpipe_fail(p, ZP_SRC_ERROR, rc, "read");
+    }
+    zpipe_next(p);
+    return 0;
 }
 
 /* zlib_pipe_info(ud) -> bytes read, bytes written so far */
@@ -1486,6 +1533,8 @@ int luvd__open_zlib(lua_State *L)
     lua_setfield(L, -2, "zlib_pipe_stop");
     lua_pushcfunction(L, l_zlib_pipe_info);
     lua_setfield(L, -2, "zlib_pipe_info");
+    lua_pushcfunction(L, l_zlib_pipe_hold);
+    lua_setfield(L, -2, "zlib_pipe_hold");
     {
         static const struct {
             const char *name;
