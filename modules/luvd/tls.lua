@@ -1121,7 +1121,7 @@ function TLSSocket:unpipe(dst)
         return self
     end
     local nfile = self._nfile
-    if nfile and (dst == nil or dst == nfile.dst) then nfile:stop() end
+    if nfile and (dst == nil or dst == nfile.dst or dst == nfile.z) then nfile:stop() end
     return Duplex.unpipe(self, dst)
 end
 
@@ -1134,8 +1134,23 @@ function TLSSocket:pause()
         Duplex.pipe(self, rec.tls or rec.dst, rec.opts or nil)
     end
     local nfile = self._nfile
-    if nfile then nfile:stop() end
+    if nfile and nfile.hold then
+        nfile:hold(true) -- a zlib pipe holds (C reads no more) until resume()
+    elseif nfile then
+        nfile:stop()
+    end
     return Duplex.pause(self)
+end
+
+function TLSSocket:resume()
+    local nfile = self._nfile
+    if nfile and nfile.hold then nfile:hold(false) end
+    return Duplex.resume(self)
+end
+
+-- The stream module's pipe, without the native look-ahead (luvd.zlib).
+function TLSSocket:_pipePlain(dst, opts)
+    return Duplex.pipe(self, dst, opts)
 end
 
 local function pipe_later(self, dst, opts)
@@ -1173,6 +1188,10 @@ function TLSSocket:pipe(dst, opts)
             return Duplex.pipe(self, dst, opts)
         end
     end
+    -- a zlib stream: wait for its sink (see luvd.zlib, native pipes)
+    local zlib = not nfile and type(dst) == "table" and dst._znative == false
+        and package.loaded["luvd.zlib"]
+    if zlib and self._secured and zlib._nativeHead(self, dst, opts) then return dst end
     return Duplex.pipe(self, dst, opts)
 end
 

@@ -302,7 +302,9 @@ end
 -- A connected net.Socket that nobody else reads is a source too
 -- (socket:pipe(gunzip):pipe(file), pipeline(socket, gzip, socket)): C reads
 -- it into the pool jobs' input, a slice at most, and reads no faster than
--- the jobs and the sink go; what it had buffered goes in first. A pause of
+-- the jobs and the sink go; what it had buffered goes in first. A secure
+-- luvd.tls TLSSocket is such a source too: C decrypts its tcp socket's
+-- reads with its engine (tls:pipe(gunzip):pipe(file)). A pause of
 -- the socket holds the pipe (no read, no new job) until its resume; an
 -- unpipe or a second pipe stops it: the output of the job out is written,
 -- the bytes C read and fed to no job go back into the socket (unshift),
@@ -335,7 +337,8 @@ local function settle(rec, nin, nout, stopped)
     local src, z, dst = rec.src, rec.z, rec.dst
     if rec.sock then
         src._nfile = false
-        if src._handle then src.bytesRead = select(2, core.stream_info(src._handle)) end
+        local s = rec.raw or src -- a TLS socket's counters are its tcp socket's
+        if s._handle then s.bytesRead = select(2, core.stream_info(s._handle)) end
     else
         src._zpipe = false
         src.bytesRead, src._left = src.bytesRead + nin, src._left - nin
@@ -359,7 +362,8 @@ local function settle(rec, nin, nout, stopped)
     end
 end
 
--- A socket source is Lua's again: a later resume reads it.
+-- A socket source (a TLS socket's tcp socket) is Lua's again: a later
+-- resume reads it.
 local function socket_back(src)
     if src.destroyed or not src._reading then return end
     src._reading = false -- C stopped it
@@ -381,7 +385,7 @@ function Native:stop(drop)
         local nin, nout = core.zlib_pipe_info(self.ud)
         settle(self, nin, nout, true)
     end
-    if self.sock then socket_back(src) end
+    if self.sock then socket_back(self.raw or src) end
 end
 
 -- rec:hold(on): the socket source paused (on) or resumed.
@@ -394,7 +398,18 @@ local function native_done(rec, kind, status, what, nin, nout)
     settle(rec, nin, nout, kind == ZP_STOPPED)
     local src, z, dst = rec.src, rec.z, rec.dst
     errors_mod = errors_mod or require "luvd.errors"
-    if rec.sock then src._reading = false end
+    if rec.raw then -- a TLS socket: its own end and errors
+        if kind == ZP_END then return src:_nativeEnd(nil, status) end
+        if kind == ZP_SRC_ERROR then
+            if src.destroyed then return end
+            local e = errors_mod.uv(status, what)
+            e.message = (what or "read") .. " " .. e.code
+            return src:_nativeEnd(e)
+        end
+        if kind == ZP_STOPPED then return socket_back(rec.raw) end
+    elseif rec.sock then
+        src._reading = false
+    end
     if kind == ZP_END then
         if not src.destroyed then src:push(nil) end
     elseif kind == ZP_SRC_ERROR then
@@ -462,18 +477,26 @@ end
 local function start(src, sopts, z, dst, dopts)
     local fs = require "luvd.fs"
     -- both files open first
-    if not src._isNetSocket and not src.fd and not src.destroyed then
+    if not src._isNetSocket and not src._isTLSSocket and not src.fd and not src.destroyed then
         return src:once("ready", function() return start(src, sopts, z, dst, dopts) end)
     end
     if fs.WriteStream:isInstance(dst) and not dst.fd and dst.pending and not dst.destroyed then
         return dst:once("ready", function() return start(src, sopts, z, dst, dopts) end)
     end
-    local sock = src._isNetSocket == true
-    local kind = (sock and socket_source_ok(src) or not sock and file_source_ok(src))
+    local tls_src = src._isTLSSocket == true
+    local sock = src._isNetSocket == true or tls_src
+    local kind = (tls_src or sock and socket_source_ok(src) or not sock and file_source_ok(src))
         and zlib_ok(z) and sink_kind(dst)
+    -- a TLS socket: C reads its tcp socket and decrypts (what it buffered first)
+    local raw_h, first, conn = false, false, false
+    if kind and tls_src then
+        raw_h, first, conn = src:_nativeSource()
+        if not raw_h then kind = nil end
+    end
     if not kind then return pipe_in_lua(src, sopts, z, dst, dopts) end
     local rec = setmetatable({ src = src, z = z, dst = dst, ud = false, settled = false,
-                               file = kind == "file", sock = sock }, Native)
+                               file = kind == "file", sock = sock,
+                               raw = tls_src and src._raw or false }, Native)
     local sink, pos = dst._handle, -1
     if kind == "file" then sink, pos = dst.fd, dst.pos or -1 end
     local hwm = dst.writableHighWaterMark or 16384
@@ -482,9 +505,12 @@ local function start(src, sopts, z, dst, dopts)
         return native_done(rec, k, status, what, nin, nout)
     end
     local ud
-    if sock then
+    if tls_src then
+        ud = core.zlib_pipe(z._handle, raw_h, -1, -1, sink, pos, hwm, cb, first or false, conn)
+        if not ud and first then src:unshift(first) end
+    elseif sock then
         local r = src._readableState
-        local first = r.length > 0 and src:read() or false
+        first = r.length > 0 and src:read() or false
         ud = core.zlib_pipe(z._handle, src._handle, -1, -1, sink, pos, hwm, cb, first)
         if not ud and first then src:unshift(first) end
     else
