@@ -96,6 +96,7 @@ local STREAM_PTR = ffi.typeof("luvd_stream_t *")
 
 local EV_DATA, EV_READEND, EV_WRITE, EV_SHUTDOWN, EV_CONNECT, EV_CONNECTION, EV_CLOSE =
     1, 2, 3, 4, 5, 6, 7
+local EV_SESSION = 8
 local UV_EOF, UV_ENOTCONN, UV_EMFILE, UV_ENFILE =
     core.UV_EOF, core.UV_ENOTCONN, core.UV_EMFILE, core.UV_ENFILE
 local PIPE_END, PIPE_SRC_ERROR, PIPE_DST_ERROR = core.PIPE_END, core.PIPE_SRC_ERROR,
@@ -776,6 +777,11 @@ function Socket:_onevent(ev, a)
         after_connect(self, a)
     elseif ev == EV_CLOSE then
         on_close(self)
+    elseif ev == EV_SESSION then
+        -- C decrypting this tcp socket for a TLS socket (a native pipe) got
+        -- a new session: the TLS socket tells it, outside C's read
+        local f = self._onSession
+        if f then next_tick(f) end
     end
 end
 

@@ -407,6 +407,10 @@ function TLSSocket:initialize(socket, opts)
     end
     local conn = core.tls_new(ctx.context, is_server)
     self._raw = socket
+    -- a new session while C reads the tcp socket (native pipes)
+    socket._onSession = function()
+        if not self.destroyed then self:emit("session", self._conn:get_session()) end
+    end
     self._conn = conn
     self._t = cast(TLS_PTR, conn:ptr())
     self._ctx = ctx
@@ -934,8 +938,8 @@ end
 -- listeners, an encoding, buffered plaintext or a paused tcp socket mean the
 -- Lua pipe) into a plain fs.WriteStream with nothing buffered; the events
 -- are the Lua pipe's without "data" ("end" on close_notify or the tcp end,
--- then the file's "finish"). The "session" event of a client does not fire
--- while C reads.
+-- then the file's "finish"). The "session" event of a client fires as
+-- when Lua reads (on the next tick after C decrypted the ticket).
 
 local PIPE_DST_ERROR = core.PIPE_DST_ERROR
 
@@ -1065,7 +1069,7 @@ end
 -- TLS). It applies to a secure TLSSocket nobody else reads, over a
 -- net.Socket with nothing buffered; the third result is the engine. The
 -- source ends on close_notify (the tcp socket is Lua's again) or on the tcp
--- end; "session" does not fire while C reads.
+-- end; "session" fires as when Lua reads (net.lua's EV_SESSION).
 function TLSSocket:_nativeSource()
     local raw, r = self._raw, self._readableState
     if not self._secured or self.destroyed or self._ended or self._nfile

@@ -1242,6 +1242,8 @@ static int zpipe_src_decrypt(zpipe_t *p, size_t n)
     zpipe_out_t *o;
     uv_buf_t buf;
     int rc = luvd__tls_decrypt(p->src_tls, p->cbuf, n, &plain, &plain_len, &out, &out_len);
+    if (rc > 0 && (rc & LUVD_TLS_DECRYPT_SESSION))
+        luvd__stream_emit(p->src, LUVD_EV_SESSION, 0); /* Lua only schedules it */
     if (out_len > 0) {
         if (!(o = calloc(1, sizeof *o)) || !(o->buf = malloc(out_len))) {
             free(o);
@@ -1277,7 +1279,7 @@ static int zpipe_src_decrypt(zpipe_t *p, size_t n)
         memcpy(p->ibuf + p->ilen, plain, plain_len);
         p->ilen += plain_len;
     }
-    return rc;
+    return rc > 0 && (rc & LUVD_TLS_DECRYPT_END) ? 1 : 0;
 }
 
 static void zpipe_src_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf)
