@@ -1054,7 +1054,16 @@ local function take_over(self)
         return false
     end
     local buffered = nil
-    if r.length > 0 then buffered = self:read() end
+    if r.length > 0 then
+        -- read() gives one chunk at a time while flowing: take them all
+        local parts = {}
+        while r.length > 0 do
+            local chunk = self:read()
+            if chunk == nil then break end
+            parts[#parts + 1] = chunk
+        end
+        buffered = concat(parts)
+    end
     if self._rawPaused then
         self._rawPaused = false
         raw:resume()
