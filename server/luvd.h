@@ -207,7 +207,8 @@ enum luvd_stream_event {
     LUVD_EV_SHUTDOWN,   /* status */
     LUVD_EV_CONNECT,    /* status */
     LUVD_EV_CONNECTION, /* status (Lua also gets the accepted client) */
-    LUVD_EV_CLOSE
+    LUVD_EV_CLOSE,
+    LUVD_EV_SESSION /* a native pipe decrypting the stream got a new TLS session */
 };
 
 /* Kinds of uv stream (luvd_stream_t.kind). */
@@ -377,8 +378,10 @@ int luvd__tls_encrypt(luvd_tls_t *t, const char *data, size_t len, const char **
                       size_t *out_len);
 /* Feeds ciphertext; *plain and *plain_len get the plaintext, *out and *out_len the
  * records to send back (tickets, alerts), both valid until the next call.
- * Returns 1 when the peer sent close_notify, 0, or -1 when the engine
- * failed (conn:error() in Lua tells why). */
+ * Returns -1 when the engine failed (conn:error() in Lua tells why), else
+ * a mask: LUVD_TLS_DECRYPT_END (the peer sent close_notify) and
+ * LUVD_TLS_DECRYPT_SESSION (a client got a new session: tell Lua). */
+enum { LUVD_TLS_DECRYPT_END = 1, LUVD_TLS_DECRYPT_SESSION = 2 };
 int luvd__tls_decrypt(luvd_tls_t *t, const char *data, size_t len, const char **plain,
                       size_t *plain_len, const char **out, size_t *out_len);
 

@@ -883,6 +883,7 @@ function ReadStream:initialize(path, opts)
     self._after_io = false
     self._on_read = function(err, data) return on_read(self, err, data) end
     self._nsrc, self._nstart = false, 0 -- the native source while piped in C
+    self._npipe = false -- that pipe (luvd.net's record)
     self._splice = false -- the kernel copy into a WriteStream (fs_splice)
     self._splice_dst = false
     self._zpipe = false -- the native zlib pipe reading the file (luvd.zlib)
@@ -928,6 +929,7 @@ function ReadStream:_nativeSource()
         or self:listenerCount("data") > 0 or (not self.pos and not self.path) then
         return nil
     end
+    self._nsrc = true -- no Lua read from here on (read() below may ask for one)
     local buffered = r.length > 0 and self:read() or nil
     local pos = self.pos or self.bytesRead
     self._nsrc, self._nstart = core.file_source(self.fd, pos, self["end"] or nil, self._chunk), pos
@@ -938,7 +940,9 @@ function ReadStream:_nativeEnd(err)
     local n = core.file_source_info(self._nsrc) - self._nstart
     self._nsrc = false
     self.bytesRead, self._left = self.bytesRead + n, self._left - n
-    if self.pos then self.pos = self.pos + n end
+    -- C read at positions, leaving the descriptor's offset where Lua left
+    -- it: Lua reads on from the position too
+    self.pos = self._nstart + n
     if err == nil then
         self:push(nil)
     elseif err then
@@ -980,14 +984,31 @@ function ReadStream:pipe(dst, opts)
     return pipe_plain(self, dst, opts)
 end
 
--- unpipe([dst]) stops a kernel copy too: the bytes it moved stay written,
--- the stream goes on from there in Lua.
+-- unpipe([dst]) stops a kernel copy or a native pipe too: the bytes they
+-- moved stay written, the stream goes on from there in Lua (paused).
 function ReadStream:unpipe(dst)
+    local rec = self._npipe
+    if rec and (dst == nil or dst == rec.dst or dst == rec.tls) then
+        require("luvd.net")._nativeUnpipe(rec, nil)
+        local d = rec.tls or rec.dst -- a TLS destination's pipe writes its tcp socket
+        d:emit("unpipe", self)
+        return self
+    end
     local sp = self._splice
     if sp and sp ~= true and (dst == nil or dst == self._splice_dst) then
         core.fs_splice_stop(sp)
     end
     return Readable.unpipe(self, dst)
+end
+
+-- As net.Socket's: a paused native source goes on through the Lua pipe.
+function ReadStream:pause()
+    local rec = self._npipe
+    if rec then
+        require("luvd.net")._nativeUnpipe(rec, nil)
+        Readable.pipe(self, rec.tls or rec.dst, rec.opts or nil)
+    end
+    return Readable.pause(self)
 end
 
 local WriteStream = Writable:extend("WriteStream")

@@ -96,6 +96,7 @@ local STREAM_PTR = ffi.typeof("luvd_stream_t *")
 
 local EV_DATA, EV_READEND, EV_WRITE, EV_SHUTDOWN, EV_CONNECT, EV_CONNECTION, EV_CLOSE =
     1, 2, 3, 4, 5, 6, 7
+local EV_SESSION = 8
 local UV_EOF, UV_ENOTCONN, UV_EMFILE, UV_ENFILE =
     core.UV_EOF, core.UV_ENOTCONN, core.UV_EMFILE, core.UV_ENFILE
 local PIPE_END, PIPE_SRC_ERROR, PIPE_DST_ERROR = core.PIPE_END, core.PIPE_SRC_ERROR,
@@ -776,6 +777,11 @@ function Socket:_onevent(ev, a)
         after_connect(self, a)
     elseif ev == EV_CLOSE then
         on_close(self)
+    elseif ev == EV_SESSION then
+        -- C decrypting this tcp socket for a TLS socket (a native pipe) got
+        -- a new session: the TLS socket tells it, outside C's read
+        local f = self._onSession
+        if f then next_tick(f) end
     end
 end
 
@@ -827,7 +833,7 @@ end
 local function native_mark(rec, on)
     local src, raw, dst = rec.src, rec.raw, rec.dst
     if on then
-        if src._isNetSocket or src._isTLSSocket then src._npipe = rec end
+        if src._isNetSocket or src._isTLSSocket or src._nsrc then src._npipe = rec end
         if raw then raw._npipe = rec end
         dst._npipe_out = rec
         return
@@ -983,7 +989,7 @@ function Socket:unpipe(dst)
         return self
     end
     local nfile = self._nfile
-    if nfile and nfile.lua_follows and (dst == nil or dst == nfile.dst) then
+    if nfile and nfile.lua_follows and (dst == nil or dst == nfile.dst or dst == nfile.z) then
         if nfile.cancel then nfile:cancel() else nfile:stop() end
     end
     return Duplex.unpipe(self, dst)
@@ -998,10 +1004,20 @@ function Socket:pause()
         Duplex.pipe(self, rec.tls or rec.dst, rec.opts or nil)
     end
     -- a file sink: the Lua pipe beside it takes over (paused); a zlib pipe
-    -- cannot hand its context back and goes on
+    -- holds (C reads no more) until resume()
     local nfile = self._nfile
-    if nfile and nfile.lua_follows then nfile:stop() end
+    if nfile and nfile.hold then
+        nfile:hold(true)
+    elseif nfile and nfile.lua_follows then
+        nfile:stop()
+    end
     return Duplex.pause(self)
+end
+
+function Socket:resume()
+    local nfile = self._nfile
+    if nfile and nfile.hold then nfile:hold(false) end
+    return Duplex.resume(self)
 end
 
 -- socket:pipe(fs.createWriteStream(f)) moves the bytes without Lua: the

@@ -407,6 +407,10 @@ function TLSSocket:initialize(socket, opts)
     end
     local conn = core.tls_new(ctx.context, is_server)
     self._raw = socket
+    -- a new session while C reads the tcp socket (native pipes)
+    socket._onSession = function()
+        if not self.destroyed then self:emit("session", self._conn:get_session()) end
+    end
     self._conn = conn
     self._t = cast(TLS_PTR, conn:ptr())
     self._ctx = ctx
@@ -814,7 +818,7 @@ end
 
 function TLSSocket:_destroy(err, cb)
     local nfile = self._nfile
-    if nfile then nfile:stop() end
+    if nfile then nfile:stop(true) end
     if self._npipe then net._nativeUnpipe(self._npipe, self) end
     if self._hsTimer then
         loop.clearTimeout(self._hsTimer)
@@ -934,13 +938,14 @@ end
 -- listeners, an encoding, buffered plaintext or a paused tcp socket mean the
 -- Lua pipe) into a plain fs.WriteStream with nothing buffered; the events
 -- are the Lua pipe's without "data" ("end" on close_notify or the tcp end,
--- then the file's "finish"). The "session" event of a client does not fire
--- while C reads.
+-- then the file's "finish"). The "session" event of a client fires as
+-- when Lua reads (on the next tick after C decrypted the ticket).
 
 local PIPE_DST_ERROR = core.PIPE_DST_ERROR
 
 local FileSink = {}
 FileSink.__index = FileSink
+FileSink.lua_follows = true -- the Lua pipe set up beside it goes on after stop()
 
 local function sink_settle(rec, bytes)
     if rec.settled then return end
@@ -959,17 +964,30 @@ local function sink_settle(rec, bytes)
     end
 end
 
--- rec:stop(): a destroy of either side (luvd.fs calls it for the file), or a
--- second pipe: the tcp socket's reads are Lua's again from here on.
-function FileSink:stop()
-    if self.settled then return end
-    local now, bytes = core.file_sink_stop(self.ud)
-    if now then sink_settle(self, bytes) end
-    self.src._nfile = false
-    local raw = self.src._raw
+-- The tcp socket is Lua's again (C stopped reading it): a later resume reads.
+local function raw_back(src)
+    local raw = src._raw
     if not raw.destroyed and raw._reading then
-        raw._reading = false -- C stopped it
+        raw._reading = false
         raw:push("")
+    end
+end
+
+-- rec:stop([drop]): a destroy of either side (luvd.fs calls it for the file),
+-- an unpipe, a pause or a second pipe: the tcp socket's reads are Lua's
+-- again from here on. What C decrypted and did not write yet is written
+-- first, unless drop (the socket is being destroyed); Lua reads the tcp
+-- socket again only once C's last write is done, so that the Lua pipe's
+-- writes into the file come after it.
+function FileSink:stop(drop)
+    if self.settled or self.stopping then return end
+    local now, bytes = core.file_sink_stop(self.ud, not drop)
+    self.src._nfile = false
+    if now then
+        sink_settle(self, bytes)
+        raw_back(self.src)
+    else
+        self.stopping = true -- FK_STOPPED follows
     end
 end
 
@@ -998,6 +1016,8 @@ local function sink_done(rec, kind, status, syscall, bytes)
         end
     elseif kind == PIPE_DST_ERROR then
         if not dst.destroyed then dst:destroy(errors.uv(status, syscall or "write")) end
+    else
+        raw_back(src) -- stopped
     end
 end
 
@@ -1009,17 +1029,46 @@ local function file_sink_ok(self, dst)
         return false
     end
     local raw, r, w = self._raw, self._readableState, dst._writableState
-    if not self._secured or self.destroyed or self._ended or self._rawPaused or self._nfile
-        or r.length > 0 or r.ended or r.decoder or #r.pipes > 0
+    if not self._secured or self.destroyed or self._ended or self._nfile or self._npipe
+        or self._sniPending or r.ended or r.decoder or r.objectMode or #r.pipes > 0
         or self:listenerCount("data") > 0 or self:listenerCount("readable") > 0 then
         return false
     end
     if type(raw) ~= "table" or not raw._isNetSocket or not raw._ptr or raw._npipe
-        or raw.destroyed or raw._readableState.length > 0 or raw._readableState.ended then
+        or raw._nfile or raw.destroyed or raw.connecting or raw._readableState.ended
+        or raw:listenerCount("data") ~= 1 then
         return false
     end
     return dst.fd and not dst._io and not dst._zpipe and not dst._splice and not dst.destroyed
         and not w.ending and w.length == 0 and w.corked == 0 and not w.errored
+end
+
+-- Readies a TLS socket for C to read its tcp socket: the ciphertext the tcp
+-- socket holds goes through the engine first ("data"), and Lua's flow of
+-- the tcp socket resumes (C reads it at its own pace). -> true and the
+-- plaintext the TLS socket had buffered (nil: none), or false.
+local function take_over(self)
+    local raw, r = self._raw, self._readableState
+    if raw._readableState.length > 0 then raw:read() end
+    if self.destroyed or self._ended or r.ended or raw._readableState.length > 0 then
+        return false
+    end
+    local buffered = nil
+    if r.length > 0 then
+        -- read() gives one chunk at a time while flowing: take them all
+        local parts = {}
+        while r.length > 0 do
+            local chunk = self:read()
+            if chunk == nil then break end
+            parts[#parts + 1] = chunk
+        end
+        buffered = concat(parts)
+    end
+    if self._rawPaused then
+        self._rawPaused = false
+        raw:resume()
+    end
+    return true, buffered
 end
 
 -- A TLS socket is a native source too (luvd.net's _nativeSource): C reads
@@ -1029,7 +1078,7 @@ end
 -- TLS). It applies to a secure TLSSocket nobody else reads, over a
 -- net.Socket with nothing buffered; the third result is the engine. The
 -- source ends on close_notify (the tcp socket is Lua's again) or on the tcp
--- end; "session" does not fire while C reads.
+-- end; "session" fires as when Lua reads (net.lua's EV_SESSION).
 function TLSSocket:_nativeSource()
     local raw, r = self._raw, self._readableState
     if not self._secured or self.destroyed or self._ended or self._nfile
@@ -1042,18 +1091,8 @@ function TLSSocket:_nativeSource()
         or raw:listenerCount("data") ~= 1 then
         return nil
     end
-    -- ciphertext the tcp socket holds goes through the engine first ("data")
-    if raw._readableState.length > 0 then raw:read() end
-    if self.destroyed or self._ended or r.ended or raw._readableState.length > 0 then
-        return nil
-    end
-    local buffered = nil
-    if r.length > 0 then buffered = self:read() end
-    if self._rawPaused then
-        -- C reads the tcp socket at its own pace; Lua's flow resumes with it
-        self._rawPaused = false
-        raw:resume()
-    end
+    local ok, buffered = take_over(self)
+    if not ok then return nil end
     return raw._handle, buffered, self._conn
 end
 
@@ -1094,17 +1133,37 @@ function TLSSocket:unpipe(dst)
         d:emit("unpipe", self)
         return self
     end
+    local nfile = self._nfile
+    if nfile and (dst == nil or dst == nfile.dst or dst == nfile.z) then nfile:stop() end
     return Duplex.unpipe(self, dst)
 end
 
--- As net.Socket's: a paused source goes on through the Lua pipe.
+-- As net.Socket's: a paused source goes on through the Lua pipe (a file
+-- sink: the Lua pipe beside it takes over, paused).
 function TLSSocket:pause()
     local rec = self._npipe
     if rec then
         net._nativeUnpipe(rec, nil)
         Duplex.pipe(self, rec.tls or rec.dst, rec.opts or nil)
     end
+    local nfile = self._nfile
+    if nfile and nfile.hold then
+        nfile:hold(true) -- a zlib pipe holds (C reads no more) until resume()
+    elseif nfile then
+        nfile:stop()
+    end
     return Duplex.pause(self)
+end
+
+function TLSSocket:resume()
+    local nfile = self._nfile
+    if nfile and nfile.hold then nfile:hold(false) end
+    return Duplex.resume(self)
+end
+
+-- The stream module's pipe, without the native look-ahead (luvd.zlib).
+function TLSSocket:_pipePlain(dst, opts)
+    return Duplex.pipe(self, dst, opts)
 end
 
 local function pipe_later(self, dst, opts)
@@ -1126,19 +1185,26 @@ function TLSSocket:pipe(dst, opts)
     if not nfile and (net._nativePipe(self, dst, opts) or tls._nativePipe(self, dst, opts)) then
         return dst
     end
-    if file_sink_ok(self, dst) then
-        local rec = setmetatable({ src = self, dst = dst, ud = false, settled = false },
-            FileSink)
+    local ok, buffered = false, nil
+    if not nfile and file_sink_ok(self, dst) then ok, buffered = take_over(self) end
+    if ok then
+        local rec = setmetatable({ src = self, dst = dst, ud = false, settled = false,
+                                   stopping = false }, FileSink)
         local ud = core.stream_to_file(self._raw._handle, dst.fd, dst.pos or -1, 1048576,
             function(kind, status, syscall, bytes)
                 return sink_done(rec, kind, status, syscall, bytes)
-            end, self._conn)
+            end, self._conn, buffered or false)
+        if not ud and buffered then self:unshift(buffered) end
         if ud then
             rec.ud = ud
             self._nfile, dst._zpipe, dst._io = rec, rec, true
             return Duplex.pipe(self, dst, opts)
         end
     end
+    -- a zlib stream: wait for its sink (see luvd.zlib, native pipes)
+    local zlib = not nfile and type(dst) == "table" and dst._znative == false
+        and package.loaded["luvd.zlib"]
+    if zlib and self._secured and zlib._nativeHead(self, dst, opts) then return dst end
     return Duplex.pipe(self, dst, opts)
 end
 

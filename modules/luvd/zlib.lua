@@ -236,6 +236,12 @@ function ZlibStream:initialize(mode, fname, opts)
 end
 
 function ZlibStream:_transform(chunk, _, cb)
+    local rec = self._znative
+    if rec and rec ~= true then
+        -- a native pipe stopping: its context is C's until it settles
+        rec.pending = function() return self:_transform(chunk, nil, cb) end
+        return
+    end
     local h = self._handle
     if not h then return cb() end
     self._zcb = cb
@@ -244,6 +250,11 @@ function ZlibStream:_transform(chunk, _, cb)
 end
 
 function ZlibStream:_flush(cb)
+    local rec = self._znative
+    if rec and rec ~= true then
+        rec.pending = function() return self:_flush(cb) end
+        return
+    end
     local h = self._handle
     if not h or self._znative then return cb() end -- C finished it (native pipe)
     self._zcb = cb
@@ -291,15 +302,23 @@ end
 -- A connected net.Socket that nobody else reads is a source too
 -- (socket:pipe(gunzip):pipe(file), pipeline(socket, gzip, socket)): C reads
 -- it into the pool jobs' input, a slice at most, and reads no faster than
--- the jobs and the sink go; what it had buffered goes in first.
+-- the jobs and the sink go; what it had buffered goes in first. A secure
+-- luvd.tls TLSSocket is such a source too: C decrypts its tcp socket's
+-- reads with its engine (tls:pipe(gunzip):pipe(file)). A pause of
+-- the socket holds the pipe (no read, no new job) until its resume; an
+-- unpipe or a second pipe stops it: the output of the job out is written,
+-- the bytes C read and fed to no job go back into the socket (unshift),
+-- and z goes on in Lua with the same context.
 
 local ZP_END, ZP_SRC_ERROR = core.ZP_END, core.ZP_SRC_ERROR
 local ZP_DST_ERROR, ZP_ZLIB_ERROR = core.ZP_DST_ERROR, core.ZP_ZLIB_ERROR
+local ZP_STOPPED = core.ZP_STOPPED
 local next_tick = loop.next_tick
 local errors_mod -- luvd.errors, loaded on first use
 
 local Native = {}
 Native.__index = Native
+Native.lua_follows = true -- the Lua pipes set up beside it go on after stop()
 
 local function after_io(self)
     self._io = false
@@ -310,20 +329,22 @@ local function after_io(self)
     end
 end
 
--- Counters and descriptors back to Lua; once.
-local function settle(rec, nin, nout)
+-- Counters and descriptors back to Lua; once. stopped: z's context is
+-- Lua's again (else C finished it, or it failed).
+local function settle(rec, nin, nout, stopped)
     if rec.settled then return end
     rec.settled = true
     local src, z, dst = rec.src, rec.z, rec.dst
     if rec.sock then
         src._nfile = false
-        if src._handle then src.bytesRead = select(2, core.stream_info(src._handle)) end
+        local s = rec.raw or src -- a TLS socket's counters are its tcp socket's
+        if s._handle then s.bytesRead = select(2, core.stream_info(s._handle)) end
     else
         src._zpipe = false
         src.bytesRead, src._left = src.bytesRead + nin, src._left - nin
         if src.pos then src.pos = src.pos + nin end
     end
-    z._znative = true
+    z._znative = not stopped
     z.bytesWritten = z.bytesWritten + nin
     if rec.file then
         dst._zpipe = false
@@ -334,32 +355,61 @@ local function settle(rec, nin, nout)
         dst.bytesWritten = dst.bytesWritten + nout
     end
     if not rec.sock then after_io(src) end
+    local pending = rec.pending
+    if pending then
+        rec.pending = false
+        pending()
+    end
 end
 
--- A socket source is Lua's again: a later resume reads it.
+-- A socket source (a TLS socket's tcp socket) is Lua's again: a later
+-- resume reads it.
 local function socket_back(src)
     if src.destroyed or not src._reading then return end
     src._reading = false -- C stopped it
     src:push("")
 end
 
--- rec:stop(): a destroy of any of the three stops the pipe.
-function Native:stop()
-    if self.settled then return end
-    if core.zlib_pipe_stop(self.ud) then
-        settle(self, core.zlib_pipe_info(self.ud))
-    end
+-- rec:stop([drop]): a destroy of any of the three (drop: the socket's),
+-- an unpipe or a second pipe stops the pipe.
+function Native:stop(drop)
+    if self.settled or self.stopping then return end
+    self.stopping = true
+    local now, rest = core.zlib_pipe_stop(self.ud)
+    local src = self.src
     if self.sock then
-        self.src._nfile = false
-        socket_back(self.src)
+        src._nfile = false
+        if rest ~= "" and not drop and not src.destroyed then src:unshift(rest) end
     end
+    if now then
+        local nin, nout = core.zlib_pipe_info(self.ud)
+        settle(self, nin, nout, true)
+    end
+    if self.sock then socket_back(self.raw or src) end
+end
+
+-- rec:hold(on): the socket source paused (on) or resumed.
+function Native:hold(on)
+    if self.settled or self.stopping or not self.sock then return end
+    core.zlib_pipe_hold(self.ud, on)
 end
 
 local function native_done(rec, kind, status, what, nin, nout)
-    settle(rec, nin, nout)
+    settle(rec, nin, nout, kind == ZP_STOPPED)
     local src, z, dst = rec.src, rec.z, rec.dst
     errors_mod = errors_mod or require "luvd.errors"
-    if rec.sock then src._reading = false end
+    if rec.raw then -- a TLS socket: its own end and errors
+        if kind == ZP_END then return src:_nativeEnd(nil, status) end
+        if kind == ZP_SRC_ERROR then
+            if src.destroyed then return end
+            local e = errors_mod.uv(status, what)
+            e.message = (what or "read") .. " " .. e.code
+            return src:_nativeEnd(e)
+        end
+        if kind == ZP_STOPPED then return socket_back(rec.raw) end
+    elseif rec.sock then
+        src._reading = false
+    end
     if kind == ZP_END then
         if not src.destroyed then src:push(nil) end
     elseif kind == ZP_SRC_ERROR then
@@ -427,18 +477,26 @@ end
 local function start(src, sopts, z, dst, dopts)
     local fs = require "luvd.fs"
     -- both files open first
-    if not src._isNetSocket and not src.fd and not src.destroyed then
+    if not src._isNetSocket and not src._isTLSSocket and not src.fd and not src.destroyed then
         return src:once("ready", function() return start(src, sopts, z, dst, dopts) end)
     end
     if fs.WriteStream:isInstance(dst) and not dst.fd and dst.pending and not dst.destroyed then
         return dst:once("ready", function() return start(src, sopts, z, dst, dopts) end)
     end
-    local sock = src._isNetSocket == true
-    local kind = (sock and socket_source_ok(src) or not sock and file_source_ok(src))
+    local tls_src = src._isTLSSocket == true
+    local sock = src._isNetSocket == true or tls_src
+    local kind = (tls_src or sock and socket_source_ok(src) or not sock and file_source_ok(src))
         and zlib_ok(z) and sink_kind(dst)
+    -- a TLS socket: C reads its tcp socket and decrypts (what it buffered first)
+    local raw_h, first, conn = false, false, false
+    if kind and tls_src then
+        raw_h, first, conn = src:_nativeSource()
+        if not raw_h then kind = nil end
+    end
     if not kind then return pipe_in_lua(src, sopts, z, dst, dopts) end
     local rec = setmetatable({ src = src, z = z, dst = dst, ud = false, settled = false,
-                               file = kind == "file", sock = sock }, Native)
+                               file = kind == "file", sock = sock,
+                               raw = tls_src and src._raw or false }, Native)
     local sink, pos = dst._handle, -1
     if kind == "file" then sink, pos = dst.fd, dst.pos or -1 end
     local hwm = dst.writableHighWaterMark or 16384
@@ -447,9 +505,12 @@ local function start(src, sopts, z, dst, dopts)
         return native_done(rec, k, status, what, nin, nout)
     end
     local ud
-    if sock then
+    if tls_src then
+        ud = core.zlib_pipe(z._handle, raw_h, -1, -1, sink, pos, hwm, cb, first or false, conn)
+        if not ud and first then src:unshift(first) end
+    elseif sock then
         local r = src._readableState
-        local first = r.length > 0 and src:read() or false
+        first = r.length > 0 and src:read() or false
         ud = core.zlib_pipe(z._handle, src._handle, -1, -1, sink, pos, hwm, cb, first)
         if not ud and first then src:unshift(first) end
     else

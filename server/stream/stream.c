@@ -1003,6 +1003,8 @@ static void npipe_decrypt(luvd_npipe_t *p, luvd_chunk_t *c, size_t n)
     int done;
     int rc = luvd__tls_decrypt(p->src_tls, c->data, n, &plain, &plain_len, &out, &out_len);
     chunk_put(p->ctx, c);
+    if (rc > 0 && (rc & LUVD_TLS_DECRYPT_SESSION))
+        luvd__stream_emit(p->src, LUVD_EV_SESSION, 0); /* Lua only schedules it */
     if (out_len > 0) {
         if (!(b = chunk_get(p->ctx, out_len < CHUNK_SIZE ? CHUNK_SIZE : out_len))) {
             npipe_finish(p, NP_SRC_ERROR, UV_ENOMEM, "read");
@@ -1036,7 +1038,7 @@ static void npipe_decrypt(luvd_npipe_t *p, luvd_chunk_t *c, size_t n)
         if (done)
             return;
     }
-    if (rc == 1 && !(p->flags & (NP_DONE | NP_SRC_END))) {
+    if (rc > 0 && (rc & LUVD_TLS_DECRYPT_END) && !(p->flags & (NP_DONE | NP_SRC_END))) {
         p->src->ops->read_stop(p->src);
         npipe_src_end(p); /* status 0: close_notify */
     }
@@ -1814,6 +1816,8 @@ static void fsink_decrypt(luvd_fsink_t *f, luvd_chunk_t *in, size_t n)
     uv_buf_t buf;
     int rc = luvd__tls_decrypt(f->tls, in->data, n, &plain, &plain_len, &out, &out_len);
     chunk_put(f->ctx, in);
+    if (rc > 0 && (rc & LUVD_TLS_DECRYPT_SESSION) && f->src)
+        luvd__stream_emit(f->src, LUVD_EV_SESSION, 0); /* Lua only schedules it */
     if (out_len > 0 && f->src) {
         if (!(c = fsink_copy(f, out, out_len))) {
             fsink_fail(f, NP_SRC_ERROR, UV_ENOMEM, "read");
@@ -1839,7 +1843,7 @@ static void fsink_decrypt(luvd_fsink_t *f, luvd_chunk_t *in, size_t n)
         }
         fsink_queue(f, c, plain_len);
     }
-    if (rc == 1) {
+    if (rc > 0 && (rc & LUVD_TLS_DECRYPT_END)) {
         f->flags |= FK_ENDED;
         fsink_detach(f);
     }

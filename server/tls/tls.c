@@ -556,7 +556,10 @@ int luvd__tls_decrypt(luvd_tls_t *t, const char *data, size_t len, const char **
     *plain_len = ev < 0 ? 0 : t->plain_len;
     *out = t->out_base;
     *out_len = t->out_len;
-    return ev < 0 ? -1 : (ev & LUVD_TLS_CLOSE_NOTIFY) ? 1 : 0;
+    if (ev < 0)
+        return -1;
+    return ((ev & LUVD_TLS_CLOSE_NOTIFY) ? LUVD_TLS_DECRYPT_END : 0) |
+           ((ev & LUVD_TLS_SESSION) ? LUVD_TLS_DECRYPT_SESSION : 0);
 }
 
 /* Sends close_notify (once); out_* holds the alert. */

@@ -904,7 +904,8 @@ static int l_zstream_close(lua_State *L)
 
 /* ---- the native zlib pipe: file or stream -> zlib -> file or stream --------
  *
- * zlib_pipe(context, src, src_pos, count, dst, dst_pos, hwm, cb[, first]) -> ud
+ * zlib_pipe(context, src, src_pos, count, dst, dst_pos, hwm, cb[, first[, src_tls]])
+ *     -> ud
  * runs a zlib Transform's context over a file without Lua: a pool job
  * reads the file a slice at a time (pread, or read at the fd's offset when
  * src_pos is -1; count -1: to the end), feeds each slice through the same
@@ -929,7 +930,18 @@ static int l_zstream_close(lua_State *L)
  * input); reading stops while the buffer is full and goes on when a job
  * took it, so a slow sink holds the socket back. Its end is the input's
  * end (Z_FINISH). The stream goes back to Lua (not reading) at the report
- * or at zlib_pipe_stop; a close of the stream stops nothing by itself. */
+ * or at zlib_pipe_stop; a close of the stream stops nothing by itself.
+ * zlib_pipe_hold(ud, on): a paused source. On: the stream is read no more
+ * and no job starts (the one out finishes, its output is written); off:
+ * both go on. A stop hands back what was read and not fed to a job yet
+ * (its second result), and writes the output of the job still out: the
+ * context can go on in Lua after ZP_STOPPED, nothing lost or repeated.
+ *
+ * src_tls (the tenth argument): a secure TLS connection over a stream src
+ * (a TLS socket's tcp socket): each read is decrypted first, the plaintext
+ * is the input (first is plaintext too), the records the engine has to
+ * send back go into src. close_notify ends the input; ZP_END's status is
+ * then 0, and UV_EOF when the tcp stream ended instead. */
 
 #define ZPIPE_MT       "luvd.zlib.pipe"
 #define ZPIPE_SLICE    ((size_t)256 << 10)
@@ -952,8 +964,12 @@ struct zpipe_s {
     luvd_stream_t *src;  /* a stream source, NULL: the file src_fd */
     unsigned char *ibuf; /* its reads waiting for the next job */
     size_t ilen, icap;
-    int src_eof;    /* the stream ended: the next job finishes */
-    int src_paused; /* reading stopped: ibuf is full */
+    int src_eof;         /* the stream ended: the next job finishes */
+    int src_paused;      /* reading stopped: ibuf is full, or held */
+    int held;            /* zlib_pipe_hold: no reads, no jobs */
+    luvd_tls_t *src_tls; /* decrypts each read of src */
+    int src_tls_ref;
+    char *cbuf; /* src_tls: a read's ciphertext */
     int src_ref;
     int src_fd, dst_fd;
     int64_t src_pos, dst_pos, left;
@@ -974,6 +990,7 @@ static void zpipe_unref(zpipe_t *p)
 {
     if (--p->refs == 0) {
         free(p->ibuf);
+        free(p->cbuf);
         free(p);
     }
 }
@@ -1128,7 +1145,9 @@ static void zpipe_report(zpipe_t *p)
     luaL_unref(L, LUA_REGISTRYINDEX, p->ctx_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, p->dst_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, p->src_ref);
-    p->self_ref = p->ctx_ref = p->dst_ref = p->src_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, p->src_tls_ref);
+    p->self_ref = p->ctx_ref = p->dst_ref = p->src_ref = p->src_tls_ref = LUA_NOREF;
+    p->src_tls = NULL;
     if (p->detached) {
         luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
         return;
@@ -1172,7 +1191,7 @@ static int zpipe_src_take(zpipe_t *p)
     p->ibuf = b;
     p->icap = cap;
     p->ilen = 0;
-    if (p->src_paused && !p->src_eof && zpipe_src_usable(p->src)) {
+    if (p->src_paused && !p->held && !p->src_eof && zpipe_src_usable(p->src)) {
         p->src_paused = 0;
         if ((rc = p->src->ops->read_start(p->src)) < 0)
             zpipe_fail(p, ZP_SRC_ERROR, rc, "read");
@@ -1185,6 +1204,13 @@ static void zpipe_src_alloc(luvd_stream_t *s, size_t suggested, uv_buf_t *buf)
     zpipe_t *p = s->sink_data;
     size_t want = p->ilen + 65536;
     (void)suggested;
+    if (p->src_tls) {
+        if (!p->cbuf)
+            p->cbuf = malloc(65536);
+        buf->base = p->cbuf;
+        buf->len = p->cbuf ? 65536 : 0;
+        return;
+    }
     if (p->icap < want) {
         unsigned char *nb = realloc(p->ibuf, want);
         if (nb) {
@@ -1196,18 +1222,88 @@ static void zpipe_src_alloc(luvd_stream_t *s, size_t suggested, uv_buf_t *buf)
     buf->len = p->icap > p->ilen ? p->icap - p->ilen : 0; /* 0: UV_ENOBUFS */
 }
 
+static void zpipe_sent_cb(luvd_write_t *w, int status)
+{
+    zpipe_out_t *o = (zpipe_out_t *)w;
+    zpipe_t *p = o->p;
+    (void)status; /* a broken source reports itself on its next read */
+    free(o->buf);
+    free(o);
+    zpipe_unref(p);
+}
+
+/* A TLS source: decrypts n bytes of cbuf; the plaintext joins ibuf, the
+ * engine's records go back into src in the order it made them. Returns 1
+ * at close_notify, 0, or -1 after zpipe_fail. */
+static int zpipe_src_decrypt(zpipe_t *p, size_t n)
+{
+    const char *plain, *out;
+    size_t plain_len, out_len;
+    zpipe_out_t *o;
+    uv_buf_t buf;
+    int rc = luvd__tls_decrypt(p->src_tls, p->cbuf, n, &plain, &plain_len, &out, &out_len);
+    if (rc > 0 && (rc & LUVD_TLS_DECRYPT_SESSION))
+        luvd__stream_emit(p->src, LUVD_EV_SESSION, 0); /* Lua only schedules it */
+    if (out_len > 0) {
+        if (!(o = calloc(1, sizeof *o)) || !(o->buf = malloc(out_len))) {
+            free(o);
+            zpipe_fail(p, ZP_SRC_ERROR, UV_ENOMEM, "read");
+            return -1;
+        }
+        memcpy(o->buf, out, out_len);
+        o->p = p;
+        o->w.cb = zpipe_sent_cb;
+        buf.base = (char *)o->buf;
+        buf.len = out_len;
+        if (luvd__stream_write(p->src, &o->w, &buf, 1) == 0) {
+            p->refs++;
+        } else {
+            free(o->buf);
+            free(o);
+        }
+    }
+    if (rc < 0) {
+        zpipe_fail(p, ZP_SRC_ERROR, UV_EPROTO, "read");
+        return -1;
+    }
+    if (plain_len > 0) {
+        if (p->icap < p->ilen + plain_len) {
+            unsigned char *nb = realloc(p->ibuf, p->ilen + plain_len + 65536);
+            if (!nb) {
+                zpipe_fail(p, ZP_SRC_ERROR, UV_ENOMEM, "read");
+                return -1;
+            }
+            p->ibuf = nb;
+            p->icap = p->ilen + plain_len + 65536;
+        }
+        memcpy(p->ibuf + p->ilen, plain, plain_len);
+        p->ilen += plain_len;
+    }
+    return rc > 0 && (rc & LUVD_TLS_DECRYPT_END) ? 1 : 0;
+}
+
 static void zpipe_src_read(luvd_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     zpipe_t *p = s->sink_data;
     (void)buf;
-    if (nread > 0) {
+    if (nread > 0 && p->src_tls) {
+        int rc = zpipe_src_decrypt(p, (size_t)nread);
+        if (rc == 1) {
+            p->src_eof = 1; /* close_notify: the rest is Lua's business */
+        } else if (rc == 0 && (p->ilen >= ZPIPE_SLICE || p->held) && !p->src_paused) {
+            p->src_paused = 1;
+            s->ops->read_stop(s);
+        }
+    } else if (nread > 0) {
         p->ilen += (size_t)nread;
-        if (p->ilen >= ZPIPE_SLICE && !p->src_paused) {
+        if ((p->ilen >= ZPIPE_SLICE || p->held) && !p->src_paused) {
             p->src_paused = 1;
             s->ops->read_stop(s);
         }
     } else if (nread == UV_EOF) {
         p->src_eof = 1;
+        if (p->src_tls && !p->kind)
+            p->status = UV_EOF; /* ZP_END's: the tcp end, not close_notify */
     } else if (nread < 0) {
         zpipe_fail(p, ZP_SRC_ERROR, (int)nread, "read");
     } else {
@@ -1226,13 +1322,15 @@ static void zpipe_next(zpipe_t *p)
     int rc;
     if (p->busy || p->reported)
         return;
-    if (p->stop && !p->kind)
+    if (p->stop && !p->kind && !p->finished) /* finished: the end, all written */
         zpipe_fail(p, ZP_STOPPED, 0, NULL);
     if (p->kind || p->finished) {
         if (p->inflight == 0)
             zpipe_report(p);
         return;
     }
+    if (p->held)
+        return; /* zlib_pipe_hold(ud, false) comes back here */
     if (p->dst && p->dst->ops->queued(p->dst) >= p->hwm)
         return; /* a write's callback comes back here */
     if (p->src && zpipe_src_take(p) == 0)
@@ -1268,8 +1366,8 @@ static void zpipe_write_stream(zpipe_t *p)
     zpipe_out_t *o;
     uv_buf_t buf;
     int rc;
-    if (c->out_len == 0 || p->kind)
-        return;
+    if (c->out_len == 0 || (p->kind && p->kind != ZP_STOPPED))
+        return; /* a stop keeps what the context made: Lua goes on after it */
     if (!(o = calloc(1, sizeof *o))) {
         zpipe_fail(p, ZP_DST_ERROR, UV_ENOMEM, "write");
         return;
@@ -1356,7 +1454,7 @@ static int l_zlib_pipe(lua_State *L)
     p->dst_fd = dst_fd;
     p->dst_pos = dst_pos < 0 ? -1 : (int64_t)dst_pos;
     p->hwm = hwm > 0 ? (size_t)hwm : 65536;
-    p->src_ref = LUA_NOREF;
+    p->src_ref = p->src_tls_ref = LUA_NOREF;
     c->busy = 1;
     lua_pushvalue(L, 8);
     p->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -1373,6 +1471,10 @@ static int l_zlib_pipe(lua_State *L)
         p->src = src;
         lua_pushvalue(L, 2);
         p->src_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        if ((p->src_tls = luvd__tls_test(L, 10)) != NULL) {
+            lua_pushvalue(L, 10);
+            p->src_tls_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        }
         if (len) {
             if (!(p->ibuf = malloc(len + 65536)))
                 return luaL_error(L, "zlib: out of memory");
@@ -1399,14 +1501,23 @@ static int l_zlib_pipe(lua_State *L)
     return 1;
 }
 
+/* Pushes what a stream source read and no job took (and forgets it). */
+static void zpipe_push_rest(lua_State *L, zpipe_t *p)
+{
+    lua_pushlstring(L, p->ibuf ? (const char *)p->ibuf : "", p->ilen);
+    p->ilen = 0;
+}
+
 /* zlib_pipe_stop(ud) -> true: stopped now, no callback; false: ZP_STOPPED
- * follows once the job or the writes out come back. */
+ * follows once the job or the writes out come back. The second result:
+ * the bytes a stream source read that no job took, Lua's again. */
 static int l_zlib_pipe_stop(lua_State *L)
 {
     zpipe_t **ud = luaL_checkudata(L, 1, ZPIPE_MT), *p = *ud;
     if (!p || p->reported) {
         lua_pushboolean(L, 1);
-        return 1;
+        lua_pushliteral(L, "");
+        return 2;
     }
     p->stop = 1;
     zpipe_src_detach(p); /* the stream is Lua's again at once */
@@ -1414,10 +1525,40 @@ static int l_zlib_pipe_stop(lua_State *L)
         p->detached = 1;
         zpipe_report(p);
         lua_pushboolean(L, 1);
-        return 1;
+    } else {
+        lua_pushboolean(L, 0);
     }
-    lua_pushboolean(L, 0);
-    return 1;
+    zpipe_push_rest(L, p);
+    return 2;
+}
+
+/* zlib_pipe_hold(ud, on): a paused source (see above) */
+static int l_zlib_pipe_hold(lua_State *L)
+{
+    zpipe_t **ud = luaL_checkudata(L, 1, ZPIPE_MT), *p = *ud;
+    luvd_stream_t *s;
+    int rc;
+    if (!p || p->reported || p->stop)
+        return 0;
+    s = p->src && p->src->sink_data == p && zpipe_src_usable(p->src) ? p->src : NULL;
+    if (lua_toboolean(L, 2)) {
+        p->held = 1;
+        if (s && !p->src_paused && !p->src_eof) {
+            p->src_paused = 1;
+            s->ops->read_stop(s);
+        }
+        return 0;
+    }
+    if (!p->held)
+        return 0;
+    p->held = 0;
+    if (s && p->src_paused && !p->src_eof && p->ilen < ZPIPE_SLICE) {
+        p->src_paused = 0;
+        if ((rc = s->ops->read_start(s)) < 0)
+            zpipe_fail(p, ZP_SRC_ERROR, rc, "read");
+    }
+    zpipe_next(p);
+    return 0;
 }
 
 /* zlib_pipe_info(ud) -> bytes read, bytes written so far */
@@ -1486,6 +1627,8 @@ int luvd__open_zlib(lua_State *L)
     lua_setfield(L, -2, "zlib_pipe_stop");
     lua_pushcfunction(L, l_zlib_pipe_info);
     lua_setfield(L, -2, "zlib_pipe_info");
+    lua_pushcfunction(L, l_zlib_pipe_hold);
+    lua_setfield(L, -2, "zlib_pipe_hold");
     {
         static const struct {
             const char *name;
