@@ -977,6 +977,9 @@ end
 ReadStream._pipePlain = pipe_plain -- without the zlib look-ahead
 
 function ReadStream:pipe(dst, opts)
+    local zp = self._zpipe
+    -- a second destination: the native zlib pipe hands the rest to Lua's
+    if zp and dst ~= zp.z then zp:handBack() end
     if type(dst) == "table" and dst._znative == false and not self._zpipe then
         -- a zlib stream: wait for its sink (see luvd.zlib, native pipes)
         if require("luvd.zlib")._nativeHead(self, dst, opts) then return dst end
@@ -998,17 +1001,28 @@ function ReadStream:unpipe(dst)
     if sp and sp ~= true and (dst == nil or dst == self._splice_dst) then
         core.fs_splice_stop(sp)
     end
+    local zp = self._zpipe
+    if zp and (dst == nil or dst == zp.z) then zp:handBack() end -- z goes on in Lua
     return Readable.unpipe(self, dst)
 end
 
--- As net.Socket's: a paused native source goes on through the Lua pipe.
+-- As net.Socket's: a paused native source goes on through the Lua pipe; a
+-- native zlib pipe holds (C reads no more) until resume().
 function ReadStream:pause()
     local rec = self._npipe
     if rec then
         require("luvd.net")._nativeUnpipe(rec, nil)
         Readable.pipe(self, rec.tls or rec.dst, rec.opts or nil)
     end
+    local zp = self._zpipe
+    if zp then zp:hold(true) end
     return Readable.pause(self)
+end
+
+function ReadStream:resume()
+    local zp = self._zpipe
+    if zp then zp:hold(false) end
+    return Readable.resume(self)
 end
 
 local WriteStream = Writable:extend("WriteStream")

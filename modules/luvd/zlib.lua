@@ -308,7 +308,10 @@ end
 -- the socket holds the pipe (no read, no new job) until its resume; an
 -- unpipe or a second pipe stops it: the output of the job out is written,
 -- the bytes C read and fed to no job go back into the socket (unshift),
--- and z goes on in Lua with the same context.
+-- and z goes on in Lua with the same context. A fs.ReadStream source
+-- holds and stops the same way (rs:pause(), rs:resume(), rs:unpipe(z), a
+-- second pipe): the job out ends after its slice and Lua reads on from the
+-- position where C stopped.
 
 local ZP_END, ZP_SRC_ERROR = core.ZP_END, core.ZP_SRC_ERROR
 local ZP_DST_ERROR, ZP_ZLIB_ERROR = core.ZP_DST_ERROR, core.ZP_ZLIB_ERROR
@@ -370,6 +373,13 @@ local function socket_back(src)
     src:push("")
 end
 
+-- A file source is Lua's again (its position where C stopped): a read
+-- asked for while C had it happens now.
+local function file_back(src)
+    if src.destroyed or src._readableState.ended then return end
+    src:push("")
+end
+
 -- rec:stop([drop]): a destroy of any of the three (drop: the socket's),
 -- an unpipe or a second pipe stops the pipe.
 function Native:stop(drop)
@@ -384,13 +394,22 @@ function Native:stop(drop)
     if now then
         local nin, nout = core.zlib_pipe_info(self.ud)
         settle(self, nin, nout, true)
+        if self.back then file_back(src) end
     end
     if self.sock then socket_back(self.raw or src) end
 end
 
--- rec:hold(on): the socket source paused (on) or resumed.
+-- rec:handBack(): a file source unpiped from z or piped elsewhere: stops
+-- the pipe, and Lua reads the file on where C stopped.
+function Native:handBack()
+    if self.settled or self.stopping then return end
+    self.back = true
+    return self:stop()
+end
+
+-- rec:hold(on): the source (a socket or a file) paused (on) or resumed.
 function Native:hold(on)
-    if self.settled or self.stopping or not self.sock then return end
+    if self.settled or self.stopping then return end
     core.zlib_pipe_hold(self.ud, on)
 end
 
@@ -409,6 +428,9 @@ local function native_done(rec, kind, status, what, nin, nout)
         if kind == ZP_STOPPED then return socket_back(rec.raw) end
     elseif rec.sock then
         src._reading = false
+    elseif kind == ZP_STOPPED then
+        if rec.back then file_back(src) end
+        return
     end
     if kind == ZP_END then
         if not src.destroyed then src:push(nil) end

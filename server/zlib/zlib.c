@@ -936,6 +936,9 @@ static int l_zstream_close(lua_State *L)
  * both go on. A stop hands back what was read and not fed to a job yet
  * (its second result), and writes the output of the job still out: the
  * context can go on in Lua after ZP_STOPPED, nothing lost or repeated.
+ * A file source holds and stops the same way: the job out ends after the
+ * slice it is on (its output written), and bytes_in is where the file's
+ * reading goes on.
  *
  * src_tls (the tenth argument): a secure TLS connection over a stream src
  * (a TLS socket's tcp socket): each read is decrypted first, the plaintext
@@ -967,6 +970,7 @@ struct zpipe_s {
     int src_eof;         /* the stream ended: the next job finishes */
     int src_paused;      /* reading stopped: ibuf is full, or held */
     int held;            /* zlib_pipe_hold: no reads, no jobs */
+    int yield;           /* held or stopped: a file job ends after its slice */
     luvd_tls_t *src_tls; /* decrypts each read of src */
     int src_tls_ref;
     char *cbuf; /* src_tls: a read's ciphertext */
@@ -1077,6 +1081,8 @@ static void zpipe_work(uv_work_t *req)
     while (budget > 0 && !p->finished && !p->kind) {
         size_t want = ZPIPE_SLICE;
         ssize_t n = 0;
+        if (budget < ZPIPE_FILE_JOB && __atomic_load_n(&p->yield, __ATOMIC_ACQUIRE))
+            break; /* a hold or a stop: the loop thread takes it from here */
         if (!p->in_eof) {
             if (p->left >= 0 && (int64_t)want > p->left)
                 want = (size_t)p->left;
@@ -1520,6 +1526,7 @@ static int l_zlib_pipe_stop(lua_State *L)
         return 2;
     }
     p->stop = 1;
+    __atomic_store_n(&p->yield, 1, __ATOMIC_RELEASE);
     zpipe_src_detach(p); /* the stream is Lua's again at once */
     if (!p->busy && p->inflight == 0) {
         p->detached = 1;
@@ -1543,6 +1550,7 @@ static int l_zlib_pipe_hold(lua_State *L)
     s = p->src && p->src->sink_data == p && zpipe_src_usable(p->src) ? p->src : NULL;
     if (lua_toboolean(L, 2)) {
         p->held = 1;
+        __atomic_store_n(&p->yield, 1, __ATOMIC_RELEASE);
         if (s && !p->src_paused && !p->src_eof) {
             p->src_paused = 1;
             s->ops->read_stop(s);
@@ -1552,6 +1560,7 @@ static int l_zlib_pipe_hold(lua_State *L)
     if (!p->held)
         return 0;
     p->held = 0;
+    __atomic_store_n(&p->yield, 0, __ATOMIC_RELEASE);
     if (s && p->src_paused && !p->src_eof && p->ilen < ZPIPE_SLICE) {
         p->src_paused = 0;
         if ((rc = s->ops->read_start(s)) < 0)
