@@ -15,15 +15,7 @@ local nh = require "spec.support.net_helper"
 local sp = require "spec.support.stream_peers"
 
 local MB = sp.MB
-local tmp_path, sha256 = sp.tmp_path, sp.sha256
-
-local function file_size(path)
-    local h = io.open(path, "rb")
-    if not h then return 0 end
-    local n = h:seek("end")
-    h:close()
-    return n
-end
+local tmp_path, sha256, file_size = sp.tmp_path, sp.sha256, sp.file_size
 
 local function bytes_read(sock) return select(2, core.stream_info(sock._handle)) end
 

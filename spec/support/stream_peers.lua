@@ -29,6 +29,15 @@ end
 
 function M.sha256(s) return crypto.createHash("sha256"):update(s):digest("hex") end
 
+-- The size of the file at path (0 when it is not there yet).
+function M.file_size(path)
+    local h = io.open(path, "rb")
+    if not h then return 0 end
+    local n = h:seek("end")
+    h:close()
+    return n
+end
+
 -- Counts Lua calls from now (LuaJIT's hooks are global); stop() -> n.
 function M.count_calls()
     local n = 0
