@@ -46,7 +46,6 @@ local Class = require "luvd.class"
 
 local type = type
 local error = error
-local next = next
 local pairs = pairs
 local select = select
 local rawget = rawget
@@ -68,8 +67,14 @@ EventEmitter.defaultMaxListeners = 10
 -- State
 -------------------------------------------------------------------------------
 
+-- FRESH: a key no caller can name. In an emitter's _events it holds FRESH
+-- until the first name is added, then that name while its single function
+-- is held bare (see the top of the file), else nothing. So whether a name
+-- is bare is a table lookup, not a type() call on emit's path.
+local FRESH = {}
+
 local function init_state(self)
-    local events = {}
+    local events = { [FRESH] = FRESH }
     self._events = events
     return events
 end
@@ -78,23 +83,17 @@ end
 local N, BUSY, SEQ, OFF = 1, 2, 3, 3
 local seq_counter = 0
 
-local function new_record(listener)
+-- seq: eventNames()'s number; nil takes the next of the module's counter.
+local function new_record(listener, seq)
     local r = new_tab(OFF + 1, 0)
-    seq_counter = seq_counter + 1
+    if not seq then
+        seq_counter = seq_counter + 1
+        seq = seq_counter
+    end
     r[N] = 1
     r[BUSY] = 0
-    r[SEQ] = seq_counter
+    r[SEQ] = seq
     r[OFF + 1] = listener
-    return r
-end
-
--- A bare function's record (see the top of the file): the oldest name.
-local function bare_record(f)
-    local r = new_tab(OFF + 2, 0)
-    r[N] = 1
-    r[BUSY] = 0
-    r[SEQ] = 0
-    r[OFF + 1] = f
     return r
 end
 
@@ -112,7 +111,7 @@ local function copy_record(r)
 end
 
 local function get_max(self)
-    return rawget(self, "_maxListeners") or EventEmitter.defaultMaxListeners
+    return self._maxListeners or EventEmitter.defaultMaxListeners
 end
 
 -------------------------------------------------------------------------------
@@ -206,7 +205,8 @@ end
 -- Adding and removing
 -------------------------------------------------------------------------------
 
-local function add_listener(self, name, listener, prepend)
+-- bare: listener is a plain function (on, addListener, prependListener)
+local function add_listener(self, name, listener, prepend, bare)
     local events = rawget(self, "_events") or init_state(self)
     if events.newListener ~= nil then
         self:emit("newListener", name, unwrap(listener))
@@ -215,15 +215,21 @@ local function add_listener(self, name, listener, prepend)
     end
     local r = events[name]
     if r == nil then
-        if type(listener) == "function" and next(events) == nil then
+        local fresh = events[FRESH] == FRESH
+        if bare and fresh then
+            events[FRESH] = name
             events[name] = listener
+        elseif fresh then
+            events[FRESH] = nil
+            events[name] = new_record(listener)
         else
             events[name] = new_record(listener)
         end
     else
-        if type(r) == "function" then
-            r = bare_record(r)
+        if events[FRESH] == name then
+            r = new_record(r, 0) -- the oldest name (see the top of the file)
             events[name] = r
+            events[FRESH] = nil
         elseif r[BUSY] > 0 then
             r = copy_record(r)
             events[name] = r
@@ -253,9 +259,10 @@ local function remove_listener(self, name, listener)
     if r == nil then
         return self
     end
-    if type(r) == "function" then
+    if events[FRESH] == name then
         if r == listener then
             events[name] = nil
+            events[FRESH] = nil
             if events.removeListener ~= nil then
                 self:emit("removeListener", name, r)
             end
@@ -306,19 +313,19 @@ end
 function EventEmitter:on(name, listener)
     check_name("on", name)
     check_listener("on", listener)
-    return add_listener(self, name, listener, false)
+    return add_listener(self, name, listener, false, true)
 end
 
 function EventEmitter:addListener(name, listener)
     check_name("addListener", name)
     check_listener("addListener", listener)
-    return add_listener(self, name, listener, false)
+    return add_listener(self, name, listener, false, true)
 end
 
 function EventEmitter:prependListener(name, listener)
     check_name("prependListener", name)
     check_listener("prependListener", listener)
-    return add_listener(self, name, listener, true)
+    return add_listener(self, name, listener, true, true)
 end
 
 function EventEmitter:once(name, listener)
@@ -374,7 +381,7 @@ function EventEmitter:removeAllListeners(name)
         return self
     end
     local r = events[name]
-    if type(r) == "function" then
+    if events[FRESH] == name then
         remove_listener(self, name, r)
     elseif r ~= nil then
         r = copy_record(r)
@@ -447,7 +454,7 @@ function EventEmitter:emit(name, ...)
         return false
     end
     local n, f
-    if type(r) == "function" then
+    if events[FRESH] == name then
         n, f = 1, r
     else
         n, f = r[N], r[OFF + 1]
@@ -491,7 +498,7 @@ function EventEmitter:listenerCount(name, listener)
     if r == nil then
         return 0
     end
-    if type(r) == "function" then
+    if events[FRESH] == name then
         return (listener == nil or r == listener) and 1 or 0
     end
     if listener == nil then
@@ -514,7 +521,7 @@ function EventEmitter:listeners(name)
     if r == nil then
         return {}
     end
-    if type(r) == "function" then
+    if events[FRESH] == name then
         return { r }
     end
     local n = r[N]
@@ -533,7 +540,7 @@ function EventEmitter:rawListeners(name)
     if r == nil then
         return {}
     end
-    if type(r) == "function" then
+    if events[FRESH] == name then
         return { r }
     end
     local n = r[N]
@@ -553,12 +560,15 @@ function EventEmitter:eventNames()
     end
     local k = 0
     for name in pairs(events) do
-        k = k + 1
-        names[k] = name
+        if name ~= FRESH then
+            k = k + 1
+            names[k] = name
+        end
     end
     sort(names, function(a, b)
         local ra, rb = events[a], events[b]
-        return (type(ra) == "function" and 0 or ra[SEQ]) < (type(rb) == "function" and 0 or rb[SEQ])
+        local bare = events[FRESH]
+        return (bare == a and 0 or ra[SEQ]) < (bare == b and 0 or rb[SEQ])
     end)
     return names
 end

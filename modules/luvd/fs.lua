@@ -990,13 +990,7 @@ end
 -- unpipe([dst]) stops a kernel copy or a native pipe too: the bytes they
 -- moved stay written, the stream goes on from there in Lua (paused).
 function ReadStream:unpipe(dst)
-    local rec = self._npipe
-    if rec and (dst == nil or dst == rec.dst or dst == rec.tls) then
-        require("luvd.net")._nativeUnpipe(rec, nil)
-        local d = rec.tls or rec.dst -- a TLS destination's pipe writes its tcp socket
-        d:emit("unpipe", self)
-        return self
-    end
+    if self._npipe and require("luvd.net")._unpipeNative(self, dst) then return self end
     local sp = self._splice
     if sp and sp ~= true and (dst == nil or dst == self._splice_dst) then
         core.fs_splice_stop(sp)
@@ -1009,11 +1003,7 @@ end
 -- As net.Socket's: a paused native source goes on through the Lua pipe; a
 -- native zlib pipe holds (C reads no more) until resume().
 function ReadStream:pause()
-    local rec = self._npipe
-    if rec then
-        require("luvd.net")._nativeUnpipe(rec, nil)
-        Readable.pipe(self, rec.tls or rec.dst, rec.opts or nil)
-    end
+    if self._npipe then require("luvd.net")._pauseNative(self) end
     local zp = self._zpipe
     if zp then zp:hold(true) end
     return Readable.pause(self)

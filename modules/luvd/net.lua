@@ -978,16 +978,31 @@ function Socket:_pipePlain(dst, opts)
     return Duplex.pipe(self, dst, opts)
 end
 
+-- unpipe([dst]) of a source that a native pipe reads (a socket, a TLS
+-- socket, a file ReadStream): stops that pipe when it is the one asked for
+-- and emits "unpipe" as the Lua pipe would. -> true when it did.
+function net._unpipeNative(src, dst)
+    local rec = src._npipe
+    if not rec or (dst ~= nil and dst ~= rec.dst and dst ~= rec.tls) then return false end
+    native_unpipe(rec, nil)
+    local d = rec.tls or rec.dst -- a TLS destination's pipe writes its tcp socket
+    d:emit("unpipe", src)
+    return true
+end
+
+-- pause() of a source that a native pipe reads: the pipe goes on as the
+-- stream module's (paused; bytes C already sent stay ahead in the queue).
+function net._pauseNative(src)
+    local rec = src._npipe
+    if rec then
+        native_unpipe(rec, nil)
+        Duplex.pipe(src, rec.tls or rec.dst, rec.opts or nil)
+    end
+end
+
 -- unpipe([dst]) stops a native pipe too.
 function Socket:unpipe(dst)
-    if net._pipeWaitStop(self, dst) then return self end
-    local rec = self._npipe
-    if rec and (dst == nil or dst == rec.dst or dst == rec.tls) then
-        native_unpipe(rec, nil)
-        local d = rec.tls or rec.dst -- a TLS destination's pipe writes its tcp socket
-        d:emit("unpipe", self)
-        return self
-    end
+    if net._pipeWaitStop(self, dst) or net._unpipeNative(self, dst) then return self end
     local nfile = self._nfile
     if nfile and nfile.lua_follows and (dst == nil or dst == nfile.dst or dst == nfile.z) then
         if nfile.cancel then nfile:cancel() else nfile:stop() end
@@ -998,11 +1013,7 @@ end
 -- Pausing a natively piped source is Lua's business: the pipe goes on as
 -- the stream module's pipe (bytes C already sent stay ahead in the queue).
 function Socket:pause()
-    local rec = self._npipe
-    if rec then
-        native_unpipe(rec, nil)
-        Duplex.pipe(self, rec.tls or rec.dst, rec.opts or nil)
-    end
+    net._pauseNative(self)
     -- a file sink: the Lua pipe beside it takes over (paused); a zlib pipe
     -- holds (C reads no more) until resume()
     local nfile = self._nfile

@@ -1125,14 +1125,7 @@ function TLSSocket:_nativeEnd(err, status)
 end
 
 function TLSSocket:unpipe(dst)
-    if net._pipeWaitStop(self, dst) then return self end
-    local rec = self._npipe
-    if rec and (dst == nil or dst == rec.dst or dst == rec.tls) then
-        net._nativeUnpipe(rec, nil)
-        local d = rec.tls or rec.dst
-        d:emit("unpipe", self)
-        return self
-    end
+    if net._pipeWaitStop(self, dst) or net._unpipeNative(self, dst) then return self end
     local nfile = self._nfile
     if nfile and (dst == nil or dst == nfile.dst or dst == nfile.z) then nfile:stop() end
     return Duplex.unpipe(self, dst)
@@ -1141,11 +1134,7 @@ end
 -- As net.Socket's: a paused source goes on through the Lua pipe (a file
 -- sink: the Lua pipe beside it takes over, paused).
 function TLSSocket:pause()
-    local rec = self._npipe
-    if rec then
-        net._nativeUnpipe(rec, nil)
-        Duplex.pipe(self, rec.tls or rec.dst, rec.opts or nil)
-    end
+    net._pauseNative(self)
     local nfile = self._nfile
     if nfile and nfile.hold then
         nfile:hold(true) -- a zlib pipe holds (C reads no more) until resume()

@@ -475,21 +475,18 @@ function WebSocket:send(data, opts, cb)
     return send(self, "ws:send", data, op, compress, cb)
 end
 
-function WebSocket:ping(data, cb)
+-- ping and pong: a control frame (op 9 or 10) of at most 125 bytes
+local function control(self, name, op, data, cb)
     if type(data) == "function" then data, cb = nil, data end
-    data = data == nil and "" or check_data("ws:ping", data)
-    if #data > 125 then raise("ws:ping: data must be at most 125 bytes") end
-    if self.readyState ~= OPEN then return not_open(self, "ws:ping", cb) end
-    return send(self, "ws:ping", data, 9, false, cb)
+    data = data == nil and "" or check_data(name, data)
+    if #data > 125 then raise(name .. ": data must be at most 125 bytes") end
+    if self.readyState ~= OPEN then return not_open(self, name, cb) end
+    return send(self, name, data, op, false, cb)
 end
 
-function WebSocket:pong(data, cb)
-    if type(data) == "function" then data, cb = nil, data end
-    data = data == nil and "" or check_data("ws:pong", data)
-    if #data > 125 then raise("ws:pong: data must be at most 125 bytes") end
-    if self.readyState ~= OPEN then return not_open(self, "ws:pong", cb) end
-    return send(self, "ws:pong", data, 10, false, cb)
-end
+function WebSocket:ping(data, cb) return control(self, "ws:ping", 9, data, cb) end
+
+function WebSocket:pong(data, cb) return control(self, "ws:pong", 10, data, cb) end
 
 function WebSocket:close(code, reason)
     if code ~= nil then
